@@ -1,0 +1,50 @@
+# The two commands a newcomer needs:
+#   make demo   set everything up and run the example app against the built-in fake OMI
+#   make test   set everything up and run every check and test
+# Both create .venv themselves and install what is missing, Debian packages included.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := chromium redis-server
+PYTEST_ARGS ?=
+
+.PHONY: test demo lint typecheck bench system-deps clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+# chromium drives the browser tests, redis-server backs the shared-session tests.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict flask_omi
+
+test: $(STAMP) system-deps lint typecheck
+	$(BIN)/pytest --cov=flask_omi --cov-report=term --cov-fail-under=95 $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m example_app
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage

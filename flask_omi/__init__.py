@@ -1,0 +1,57 @@
+"""Sign in with OMI for Flask apps.
+
+Register :data:`omi_bp`, protect views with :func:`omi_login_required`, read
+:data:`current_omi_user`.
+"""
+
+from __future__ import annotations
+
+from .blueprint import OmiBlueprint, omi_bp
+from .decorators import omi_login_required
+from .errors import (
+    OmiCallbackError,
+    OmiConfigError,
+    OmiError,
+    OmiSignInError,
+    StateExpired,
+    StateMismatch,
+    StateMissing,
+    StateReused,
+    StateSuperseded,
+    UidInvalid,
+    UidMissing,
+    UidRejected,
+    UidVerificationUnavailable,
+)
+from .signals import omi_logged_in, omi_logged_out, omi_login_failed
+from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANONYMOUS",
+    "AnonymousOmiUser",
+    "OmiBlueprint",
+    "OmiCallbackError",
+    "OmiConfigError",
+    "OmiError",
+    "OmiSignInError",
+    "OmiUser",
+    "StateExpired",
+    "StateMismatch",
+    "StateMissing",
+    "StateReused",
+    "StateSuperseded",
+    "UidInvalid",
+    "UidMissing",
+    "UidRejected",
+    "UidVerificationUnavailable",
+    "current_omi_user",
+    "login_omi_user",
+    "logout_omi_user",
+    "omi_bp",
+    "omi_logged_in",
+    "omi_logged_out",
+    "omi_login_failed",
+    "omi_login_required",
+]

@@ -1,0 +1,85 @@
+"""``OmiBlueprint``: the routes plus everything an app needs, set up when it is registered."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import Blueprint
+from flask.sansio.blueprints import BlueprintSetupState
+
+from . import views
+from .config import apply_defaults, check_config
+from .errors import OmiCallbackError
+from .extension import (
+    OmiExtension,
+    OmiHandlers,
+    SetupChecker,
+    UidVerifier,
+    UnauthorizedHandler,
+    UserLoader,
+)
+from .responses import no_store, render_callback_error
+from .user import current_omi_user
+
+L = TypeVar("L", bound=UserLoader)
+V = TypeVar("V", bound=UidVerifier)
+S = TypeVar("S", bound=SetupChecker)
+U = TypeVar("U", bound=UnauthorizedHandler)
+
+
+class OmiBlueprint(Blueprint):
+    """Sign in with OMI as a blueprint: registering it is the whole set-up.
+
+    Registration applies the ``OMI_*`` config defaults, checks ``OMI_APP_ID`` and ``SECRET_KEY``,
+    records the app's state in ``app.extensions["omi"]``, renders callback errors app-wide and exposes
+    ``current_omi_user`` to templates. The decorators below register the app's callbacks.
+    """
+
+    def __init__(self, name: str = "omi", url_prefix: str | None = "/omi") -> None:
+        super().__init__(name, "flask_omi", url_prefix=url_prefix, template_folder="templates")
+        self.handlers = OmiHandlers()
+        self.add_url_rule("/login", view_func=views.login, methods=["GET"])
+        self.add_url_rule("/callback", view_func=views.callback, methods=["GET"])
+        self.add_url_rule("/logout", view_func=views.logout, methods=["GET", "POST"])
+        self.add_url_rule("/setup-completed", view_func=views.setup_completed, methods=["GET"])
+        self.after_request(no_store)
+        self.app_errorhandler(OmiCallbackError)(render_callback_error)
+        self.app_context_processor(_template_context)
+        self.record_once(self._set_up_app)
+
+    def _set_up_app(self, state: BlueprintSetupState) -> None:
+        app = state.app
+        apply_defaults(app)
+        check_config(app)
+        prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
+        app.extensions["omi"] = OmiExtension(handlers=self.handlers, endpoint_prefix=prefix)
+
+    def user_loader(self, loader: L) -> L:
+        """Register ``loader(uid) -> user | None``; None means the uid is treated as signed out."""
+        self.handlers.user_loader = loader
+        return loader
+
+    def uid_verifier(self, verifier: V) -> V:
+        """Register ``verifier(uid) -> bool``, asked before sign-in; false refuses it (uid_rejected)."""
+        self.handlers.uid_verifiers.append(verifier)
+        return verifier
+
+    def setup_checker(self, checker: S) -> S:
+        """Register ``checker(uid) -> bool`` that answers OMI's setup-completed question."""
+        self.handlers.setup_checker = checker
+        return checker
+
+    def unauthorized_handler(self, handler: U) -> U:
+        """Register ``handler() -> response`` used by ``omi_login_required`` for signed-out users."""
+        self.handlers.unauthorized = handler
+        return handler
+
+
+def _template_context() -> dict[str, Any]:
+    return {"current_omi_user": current_omi_user}
+
+
+#: The default instance most apps register.
+omi_bp = OmiBlueprint()
+
+__all__ = ["OmiBlueprint", "omi_bp"]

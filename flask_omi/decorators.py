@@ -1,0 +1,52 @@
+"""``omi_login_required``: protect a view, sync or async."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import current_app, redirect, request
+from werkzeug.urls import iri_to_uri
+
+from .extension import get_extension
+from .responses import json_error, login_url, wants_json
+from .user import current_omi_user
+from .validation import safe_next_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def omi_login_required(view: F) -> F:
+    """Let the view run only for a signed-in user.
+
+    Signed out, a browser is sent to sign in and brought back here afterwards; an API client gets
+    401 JSON with the login URL; an app-registered ``unauthorized_handler`` replaces both.
+    ``OPTIONS`` passes through so CORS preflight requests work.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.method == "OPTIONS" or current_omi_user.is_authenticated:
+            return current_app.ensure_sync(view)(*args, **kwargs)
+        return unauthorized()
+
+    return cast(F, wrapper)
+
+
+def current_path() -> str | None:
+    """This request's path and query as a ``next`` value, or None when it is not a safe one."""
+    path = iri_to_uri(request.script_root + request.path)
+    query = request.query_string.decode("latin-1")
+    return safe_next_path(f"{path}?{query}" if query else path)
+
+
+def unauthorized() -> Any:
+    handler = get_extension().handlers.unauthorized
+    if handler is not None:
+        return current_app.ensure_sync(handler)()
+    url = login_url(current_path())
+    if wants_json():
+        description = "Sign in with OMI to use this resource."
+        return json_error(401, "omi_login_required", description, login_url=url)
+    return redirect(url)

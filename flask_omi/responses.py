@@ -1,0 +1,47 @@
+"""Content negotiation and the error responses shared by the views and the decorator."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, render_template, request, url_for
+
+from .errors import OmiCallbackError
+from .extension import get_extension
+
+_NO_STORE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def wants_json() -> bool:
+    """True for API clients: XHR, an Accept header preferring JSON, or a JSON body without HTML."""
+    if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
+        return True
+    accept = request.accept_mimetypes
+    best = accept.best_match(("text/html", "application/json"))
+    if best == "application/json":
+        return True
+    return request.is_json and best is None
+
+
+def no_store(response: Response) -> Response:
+    """Keep sign-in pages out of caches, and their URLs out of Referer headers."""
+    response.headers.update(_NO_STORE_HEADERS)
+    return response
+
+
+def json_error(status: int, error_code: str, description: str, **extra: str) -> Response:
+    response = jsonify(error=error_code, error_description=description, **extra)
+    response.status_code = status
+    return no_store(response)
+
+
+def login_url(next_path: str | None = None) -> str:
+    return url_for(get_extension().endpoint("login"), next=next_path)
+
+
+def render_callback_error(error: OmiCallbackError) -> Response:
+    """A readable page (template ``omi/error.html``, overridable) or JSON, never a 500."""
+    status = error.code or 400
+    description = error.description or ""
+    if wants_json():
+        return json_error(status, error.error_code, description)
+    html = render_template("omi/error.html", error=error, login_url=login_url())
+    return no_store(Response(html, status=status, mimetype="text/html"))

@@ -1,0 +1,16 @@
+"""Blinker signals, in Flask's style: connect with ``signal.connect_via(app)``.
+
+- ``omi_logged_in(app, uid=...)``: after a uid is stored in the session.
+- ``omi_logged_out(app, uid=...)``: after the uid is removed.
+- ``omi_login_failed(app, error_code=..., error=...)``: a callback was refused.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+omi_logged_in = _signals.signal("omi-logged-in")
+omi_logged_out = _signals.signal("omi-logged-out")
+omi_login_failed = _signals.signal("omi-login-failed")

@@ -1,0 +1,108 @@
+"""Who is signed in: ``current_omi_user`` and the helpers that change it.
+
+The signed-in uid lives in the session under ``_omi_uid``; the user object is built from it at most
+once per request and cached on :data:`flask.g`, never on the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from flask import current_app, g, has_request_context, session
+from werkzeug.local import LocalProxy
+
+from .errors import UidInvalid
+from .extension import get_extension
+from .signals import omi_logged_in, omi_logged_out
+from .state import carried_over
+from .validation import is_valid_uid
+
+logger = logging.getLogger("flask_omi")
+
+UID_KEY = "_omi_uid"
+_G_USER = "_omi_user"
+_NOT_LOADED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class OmiUser:
+    """The default signed-in user when the app registers no user loader."""
+
+    uid: str
+    is_authenticated: ClassVar[bool] = True
+    is_anonymous: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousOmiUser:
+    """Stands in for nobody, so templates and views can ask ``is_authenticated`` without a None check."""
+
+    uid: ClassVar[None] = None
+    is_authenticated: ClassVar[bool] = False
+    is_anonymous: ClassVar[bool] = True
+
+
+ANONYMOUS = AnonymousOmiUser()
+
+
+def _load_user() -> Any:
+    if not has_request_context():  # outside a request nobody is signed in
+        return ANONYMOUS
+    user = g.get(_G_USER, _NOT_LOADED)
+    if user is _NOT_LOADED:
+        user = _user_from_session()
+        setattr(g, _G_USER, user)
+    return user
+
+
+def _user_from_session() -> Any:
+    uid = session.get(UID_KEY)
+    if not isinstance(uid, str):
+        return ANONYMOUS
+    loader = get_extension().handlers.user_loader
+    if loader is None:
+        return OmiUser(uid)
+    user = current_app.ensure_sync(loader)(uid)
+    return ANONYMOUS if user is None else user
+
+
+#: The signed-in user: the user loader's object, an :class:`OmiUser`, or :data:`ANONYMOUS`.
+#: Typed as ``Any`` because the user loader decides the class.
+current_omi_user: Any = LocalProxy(_load_user)
+
+
+def login_omi_user(uid: str) -> None:
+    """Sign ``uid`` in for this browser, the way a successful callback does.
+
+    The session is cleared first (session fixation: nothing planted before sign-in survives it),
+    keeping only this browser's other pending sign-ins. Raises :class:`UidInvalid` for a malformed uid.
+    """
+    get_extension()  # fail clearly when the blueprint was never registered
+    if not is_valid_uid(uid):
+        raise UidInvalid()
+    kept = carried_over(session)
+    session.clear()
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+    if callable(regenerate):  # server-side sessions (Flask-Session) also get a new session id
+        regenerate(session)
+    session.update(kept)
+    session[UID_KEY] = uid
+    g.pop(_G_USER, None)
+    logger.info("OMI sign-in: uid %s signed in", uid)
+    omi_logged_in.send(current_app._get_current_object(), uid=uid)  # type: ignore[attr-defined]
+
+
+def logout_omi_user() -> bool:
+    """Sign the current user out. Returns whether anyone was signed in.
+
+    Only flask-omi's own keys are removed; connect to ``omi_logged_out`` to clear more.
+    """
+    uid = session.pop(UID_KEY, None)
+    setattr(g, _G_USER, ANONYMOUS)
+    if uid is None:
+        return False
+    logger.info("OMI sign-out: uid %s signed out", uid)
+    omi_logged_out.send(current_app._get_current_object(), uid=uid)  # type: ignore[attr-defined]
+    return True

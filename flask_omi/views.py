@@ -1,0 +1,118 @@
+"""The blueprint's routes: start sign-in, the App Home callback, sign-out, setup-completed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, current_app, jsonify, redirect, render_template, request, session
+from werkzeug.wrappers import Response as BaseResponse
+
+from .errors import OmiCallbackError, StateMismatch, UidInvalid, UidMissing, UidRejected
+from .extension import get_extension
+from .responses import json_error, login_url, no_store
+from .signals import omi_login_failed
+from .state import PendingSignIns
+from .user import UID_KEY, login_omi_user, logout_omi_user
+from .validation import is_valid_uid, safe_next_path
+
+logger = logging.getLogger("flask_omi")
+
+
+def _pending() -> PendingSignIns:
+    config = current_app.config
+    return PendingSignIns(
+        session,
+        max_pending=int(config["OMI_MAX_PENDING_SIGNINS"]),
+        max_age=float(config["OMI_STATE_MAX_AGE"]),
+        now=get_extension().clock(),
+    )
+
+
+def authorize_url(state: str) -> str:
+    """OMI's consent page for this app; ``state`` is URL-safe by construction."""
+    config = current_app.config
+    base = str(config["OMI_API_BASE"]).rstrip("/")
+    return f"{base}/v1/oauth/authorize?" + urlencode({"app_id": config["OMI_APP_ID"], "state": state})
+
+
+def login() -> BaseResponse:
+    """Remember where to return, then send the browser to OMI with a fresh state."""
+    state = _pending().begin(safe_next_path(request.args.get("next")))
+    return redirect(authorize_url(state))
+
+
+def _single(name: str) -> str | None:
+    """A query parameter that must appear at most once; a repeated one counts as tampering."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise StateMismatch() if name == "state" else UidInvalid()
+    return values[0] if values else None
+
+
+def callback() -> BaseResponse:
+    """The App Home URL. Signs in only with a state this browser issued, then leaves the URL."""
+    if "state" not in request.args:
+        return _without_state()
+    try:
+        next_path = _pending().complete(_single("state"))
+        uid = _single("uid")
+        if not uid:
+            raise UidMissing()
+        if not is_valid_uid(uid):
+            raise UidInvalid()
+        for verifier in get_extension().handlers.uid_verifiers:
+            if not current_app.ensure_sync(verifier)(uid):
+                raise UidRejected()
+    except OmiCallbackError as error:
+        # The code only: the state is a secret and an invalid uid is attacker-chosen text.
+        logger.warning("OMI sign-in refused: %s", error.error_code)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        omi_login_failed.send(app, error_code=error.error_code, error=error)
+        raise
+    login_omi_user(uid)
+    target = safe_next_path(next_path) or current_app.config["OMI_LOGIN_REDIRECT"]
+    return redirect(target)
+
+
+def _without_state() -> BaseResponse:
+    """A visit with no state: the OMI mobile app opening App Home, or a hand-typed link.
+
+    It never signs anyone in. Someone already signed in as that uid goes on to the app; anyone else
+    sees a page offering to sign in. A page rather than an automatic redirect, because the OMI app
+    opens this URL in a WebView where an unasked-for jump to a sign-in form is confusing and some
+    identity providers refuse to run.
+    """
+    uid = request.args.get("uid")
+    if uid and session.get(UID_KEY) == uid:
+        return redirect(current_app.config["OMI_LOGIN_REDIRECT"])
+    html = render_template("omi/continue.html", login_url=login_url())
+    return Response(html, mimetype="text/html")
+
+
+def logout() -> BaseResponse:
+    if request.method == "GET" and not current_app.config["OMI_LOGOUT_ALLOW_GET"]:
+        response = json_error(405, "method_not_allowed", "Sign out with POST (or set OMI_LOGOUT_ALLOW_GET).")
+        response.headers["Allow"] = "POST"
+        return response
+    logout_omi_user()
+    return redirect(current_app.config["OMI_LOGOUT_REDIRECT"])
+
+
+def setup_completed() -> Any:
+    """OMI asks this (``?uid=``) before enabling the app for a user; it wants a JSON object."""
+    uid = request.args.get("uid")
+    if not uid:
+        return json_error(400, UidMissing.error_code, "The uid query parameter is required.")
+    if not is_valid_uid(uid):
+        return json_error(400, UidInvalid.error_code, "The uid is not a valid OMI uid.")
+    checker = get_extension().handlers.setup_checker
+    if checker is None:
+        return no_store(jsonify(is_setup_completed=True))
+    try:
+        done = bool(current_app.ensure_sync(checker)(uid))
+    except Exception:
+        logger.exception("OMI setup-completed checker failed for uid %s", uid)
+        return json_error(500, "setup_check_failed", "The setup check failed; please try again.")
+    return no_store(jsonify(is_setup_completed=done))

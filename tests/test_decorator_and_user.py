@@ -1,0 +1,171 @@
+"""omi_login_required and current_omi_user as an app sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask, jsonify
+from flask.testing import FlaskClient
+
+from flask_omi import (
+    ANONYMOUS,
+    OmiBlueprint,
+    OmiConfigError,
+    OmiUser,
+    UidInvalid,
+    current_omi_user,
+    login_omi_user,
+    logout_omi_user,
+    omi_login_required,
+)
+
+from .conftest import make_app, start_login
+
+
+def sign_in(client: FlaskClient, uid: str = "u1") -> None:
+    assert client.get(f"/omi/callback?uid={uid}&state={start_login(client)}").status_code == 302
+
+
+def test_browser_is_sent_to_login_with_next(client: FlaskClient) -> None:
+    response = client.get("/dashboard?tab=a%20b&x=1", headers={"Accept": "text/html"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/omi/login?next=/dashboard?tab%3Da%2520b%26x%3D1"
+    login = client.get(response.headers["Location"])
+    state = login.headers["Location"].rsplit("state=", 1)[1]
+    assert client.get(f"/omi/callback?uid=u1&state={state}").headers["Location"] == "/dashboard?tab=a%20b&x=1"
+
+
+def test_curl_style_accept_any_gets_the_redirect(client: FlaskClient) -> None:
+    assert client.get("/dashboard", headers={"Accept": "*/*"}).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Accept": "application/json"},
+        {"X-Requested-With": "XMLHttpRequest"},
+        {"Accept": "application/json, text/html;q=0.5"},
+    ],
+)
+def test_api_clients_get_401_json(client: FlaskClient, headers: dict[str, str]) -> None:
+    response = client.get("/dashboard", headers=headers)
+    assert response.status_code == 401
+    assert response.get_json() == {
+        "error": "omi_login_required",
+        "error_description": "Sign in with OMI to use this resource.",
+        "login_url": "/omi/login?next=/dashboard",
+    }
+
+
+def test_json_body_without_html_accept_gets_401(app: Flask, client: FlaskClient) -> None:
+    @app.post("/api/items")
+    @omi_login_required
+    def create_item() -> str:
+        return "created"
+
+    assert client.post("/api/items", json={"a": 1}, headers={"Accept": ""}).status_code == 401
+    sign_in(client)
+    assert client.post("/api/items", json={"a": 1}).get_data(as_text=True) == "created"
+
+
+def test_options_passes_through(app: Flask, client: FlaskClient) -> None:
+    @app.route("/api/cors", methods=["GET", "OPTIONS"])
+    @omi_login_required
+    def cors() -> str:
+        return "preflight ok"
+
+    assert client.options("/api/cors").get_data(as_text=True) == "preflight ok"
+
+
+def test_async_view(app: Flask, client: FlaskClient) -> None:
+    @app.get("/async")
+    @omi_login_required
+    async def async_view() -> str:
+        return f"async {current_omi_user.uid}"
+
+    assert client.get("/async").status_code == 302
+    sign_in(client, "u7")
+    assert client.get("/async").get_data(as_text=True) == "async u7"
+
+
+def test_unauthorized_handler_overrides(bp: OmiBlueprint) -> None:
+    @bp.unauthorized_handler
+    def custom() -> tuple[str, int]:
+        return "nope", 403
+
+    client = make_app(bp).test_client()
+    for headers in ({"Accept": "text/html"}, {"Accept": "application/json"}):
+        response = client.get("/dashboard", headers=headers)
+        assert (response.status_code, response.get_data(as_text=True)) == (403, "nope")
+
+
+def test_unsafe_current_path_is_not_used_as_next(client: FlaskClient) -> None:
+    response = client.get("/dashboard?" + "x" * 500)
+    assert response.headers["Location"] == "/omi/login"
+
+
+@dataclass
+class AppUser:
+    uid: str
+    name: str
+    is_authenticated: bool = True
+
+
+def test_user_loader_result_is_current_user_loaded_once_per_request(bp: OmiBlueprint) -> None:
+    calls: list[str] = []
+
+    @bp.user_loader
+    def load(uid: str) -> AppUser | None:
+        calls.append(uid)
+        return AppUser(uid, "Ada") if uid != "deleted" else None
+
+    app = make_app(bp)
+
+    @app.get("/me")
+    @omi_login_required
+    def me() -> str:
+        return f"{current_omi_user.name}/{current_omi_user.uid}/{current_omi_user.name}"
+
+    client = app.test_client()
+    sign_in(client, "u1")
+    calls.clear()
+    assert client.get("/me").get_data(as_text=True) == "Ada/u1/Ada"
+    assert calls == ["u1"]
+
+    sign_in(client, "deleted")
+    assert client.get("/me").status_code == 302  # a loader answering None means signed out
+
+
+def test_default_user_and_anonymous(app: Flask, client: FlaskClient) -> None:
+    @app.get("/who")
+    def who() -> object:
+        user = current_omi_user._get_current_object()
+        return jsonify(cls=type(user).__name__, uid=user.uid, auth=user.is_authenticated)
+
+    assert client.get("/who").get_json() == {"cls": "AnonymousOmiUser", "uid": None, "auth": False}
+    sign_in(client, "u2")
+    assert client.get("/who").get_json() == {"cls": "OmiUser", "uid": "u2", "auth": True}
+
+
+def test_current_user_outside_a_request_is_anonymous() -> None:
+    assert current_omi_user.is_authenticated is False
+    assert current_omi_user._get_current_object() is ANONYMOUS
+
+
+def test_login_and_logout_helpers(app: Flask) -> None:
+    with app.test_request_context():
+        login_omi_user("helper_uid")
+        assert current_omi_user == OmiUser("helper_uid")
+        assert logout_omi_user() is True
+        assert current_omi_user.is_authenticated is False
+        assert logout_omi_user() is False
+        with pytest.raises(UidInvalid):
+            login_omi_user("bad uid")
+
+
+def test_helpers_need_the_blueprint_registered() -> None:
+    app = Flask(__name__)
+    app.secret_key = "x" * 32
+    with app.test_request_context(), pytest.raises(OmiConfigError, match="register_blueprint"):
+        login_omi_user("u1")
