@@ -8,6 +8,7 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 
 from . import views
+from .cli import register_commands
 from .config import apply_defaults, check_config
 from .errors import OmiCallbackError
 from .extension import (
@@ -46,6 +47,7 @@ class OmiBlueprint(Blueprint):
         self.app_errorhandler(OmiCallbackError)(render_callback_error)
         self.app_context_processor(_template_context)
         self.record_once(self._set_up_app)
+        register_commands(self.cli)
 
     def _set_up_app(self, state: BlueprintSetupState) -> None:
         app = state.app

@@ -1,0 +1,66 @@
+"""``python -m example_app``: run the example, against the fake OMI unless OMI_APP_ID is set.
+
+Options: ``--port`` (default 5000) and ``--fake-omi-port`` (default 8765). Everything listens on
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from flask import Flask, redirect, request
+from werkzeug.wrappers import Response
+
+from flask_omi.testing import FakeOmi
+
+from . import create_app
+
+DEMO_APP_ID = "example-app"
+DEMO_UID = "fake-user-1"
+
+
+def demo_app(port: int, fake_port: int) -> tuple[Flask, FakeOmi]:
+    """The example wired to a fake OMI on loopback, with the default uid already set up."""
+    base = f"http://127.0.0.1:{port}"
+    fake = FakeOmi().start(fake_port)
+    _, api_key = fake.register_app(
+        DEMO_APP_ID,
+        name="Example OMI app",
+        app_home_url=f"{base}/omi/callback",
+        setup_completed_url=f"{base}/omi/setup-completed",
+        auth_steps=[{"name": "Set up Example OMI app", "url": f"{base}/setup"}],
+    )
+    fake.seed(DEMO_UID, memories=["Likes green tea", "Is learning the cello"])
+    app = create_app({"OMI_APP_ID": DEMO_APP_ID, "OMI_API_KEY": api_key, "OMI_API_BASE": fake.url})
+    app.extensions["example_setups"].complete(DEMO_UID, "Demo user")
+
+    @app.before_request
+    def one_host_only() -> Response | None:
+        # Cookies for localhost and 127.0.0.1 are separate jars; the App Home URL uses 127.0.0.1.
+        if request.host.split(":")[0] == "localhost":
+            return redirect(request.url.replace("//localhost", "//127.0.0.1", 1))
+        return None
+
+    return app, fake
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m example_app")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--fake-omi-port", type=int, default=8765)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if os.environ.get("OMI_APP_ID"):
+        app = create_app()
+        print(f"Example app for OMI app {app.config['OMI_APP_ID']} on http://127.0.0.1:{args.port}")
+    else:
+        app, fake = demo_app(args.port, args.fake_omi_port)
+        print(f"Fake OMI on {fake.url} (no OMI_APP_ID set, so the demo uses it)")
+        print(f"Open http://127.0.0.1:{args.port} and sign in (try uid {DEMO_UID})")
+    app.run(host="127.0.0.1", port=args.port, debug=False)
+
+
+if __name__ == "__main__":
+    main()

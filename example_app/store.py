@@ -1,0 +1,44 @@
+"""The example app's own data, in SQLite: who finished set-up, under which display name."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS setups (
+    uid TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    completed_at INTEGER NOT NULL
+);
+"""
+
+
+class SetupStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=5)) as db, db:
+            yield db
+
+    def complete(self, uid: str, display_name: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO setups (uid, display_name, completed_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(uid) DO UPDATE SET display_name = excluded.display_name",
+                (uid, display_name, int(time.time())),
+            )
+
+    def display_name(self, uid: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT display_name FROM setups WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def is_complete(self, uid: str) -> bool:
+        return self.display_name(uid) is not None

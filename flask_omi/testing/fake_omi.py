@@ -1,0 +1,126 @@
+"""``FakeOmi``: OMI in a box, for tests and local development.
+
+It serves OMI's sign-in pages and app API from memory (see :mod:`.oauth_routes` and
+:mod:`.api_routes`), either in-process on a loopback port (:meth:`FakeOmi.start`) or from the
+command line (``flask omi fake-server``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .api_routes import api
+from .oauth_routes import ID_TOKEN_PREFIX, oauth
+from .store import FakeApp, FakeOmiStore
+
+_STATE_IN_PAGE = re.compile(r'const state = "([^"]*)";')
+
+
+class FakeOmi(FakeOmiStore):
+    """The fake OMI's data (see :class:`FakeOmiStore`) plus its web app and a loopback server."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
+        self.wsgi_app = self._create_app()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _create_app(self) -> Flask:
+        app = Flask("flask_omi.testing", root_path=__file__.rsplit("/", 1)[0])
+        app.extensions["fake_omi"] = self
+        app.register_blueprint(oauth)
+        app.register_blueprint(api)
+
+        @app.get("/_fake/health")
+        def health() -> dict[str, Any]:
+            return {"ok": True, "apps": sorted(self.apps)}
+
+        return app
+
+    # -- running ------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake OMI is not running: call start() first")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self, port: int = 0) -> FakeOmi:
+        """Serve on 127.0.0.1 (a free port unless given) from a background thread."""
+        if self._server is None:
+            self._server = make_server("127.0.0.1", port, self.wsgi_app, threaded=True)
+            self._thread = threading.Thread(target=self._server.serve_forever, name="fake-omi", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOmi:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- acting as the user's browser on OMI's page ---------------------------------------------------
+    def sign_in(self, authorize_url: str, uid: str, http: requests.Session | None = None) -> str:
+        """Do what a person and OMI's page script do after the app sent them to ``authorize_url``.
+
+        Loads the page, exchanges a fake ID token for ``uid`` and returns the URL the page would
+        navigate to, built by the same unencoded concatenation. Raises :class:`FakeOmiRefused` with
+        OMI's status and detail when OMI refuses.
+        """
+        http = http or requests.Session()
+        page = http.get(authorize_url, timeout=10)
+        if page.status_code != 200:
+            raise FakeOmiRefused(page.status_code, _detail(page))
+        match = _STATE_IN_PAGE.search(page.text)
+        # The page's script reads the state from an HTML-escaped JavaScript string literal.
+        page_state = json.loads(f'"{match.group(1)}"') if match else ""
+        app_id = parse_qs(urlsplit(authorize_url).query).get("app_id", [""])[0]
+        form = {"firebase_id_token": ID_TOKEN_PREFIX + uid, "app_id": app_id, "csrf_token": "fake-csrf"}
+        if page_state:
+            form["state"] = page_state
+        token_url = authorize_url.split("/v1/oauth/authorize", 1)[0] + "/v1/oauth/token"
+        answer = http.post(token_url, data=form, timeout=15)
+        if answer.status_code != 200:
+            raise FakeOmiRefused(answer.status_code, _detail(answer))
+        data = answer.json()
+        final = f"{data['redirect_url']}?uid={data['uid']}"
+        if data.get("state"):
+            final += f"&state={data['state']}"
+        return final
+
+    def app(self, app_id: str) -> FakeApp:
+        return self.apps[app_id]
+
+
+class FakeOmiRefused(Exception):
+    """OMI's page would have shown an error instead of sending the browser back to the app."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return html.escape(response.text[:200])

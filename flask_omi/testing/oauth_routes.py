@@ -1,0 +1,98 @@
+"""The fake OMI's sign-in pages: ``/v1/oauth/authorize`` and ``/v1/oauth/token``.
+
+They reproduce what OMI really does, quirks included: the authorize page renders ``state`` into a
+JavaScript string with HTML escaping (a missing state becomes the text ``None``), and its script
+builds the final URL as ``redirect_url + "?uid=" + uid + "&state=" + state`` without encoding.
+The only difference is sign-in itself: instead of Firebase, the page asks which uid to be, and the
+"ID token" it posts is ``fake-id-token:<uid>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from flask import Blueprint, current_app, jsonify, render_template, request
+from werkzeug.wrappers import Response
+
+from .store import FakeOmiStore
+
+ID_TOKEN_PREFIX = "fake-id-token:"  # noqa: S105 (a marker, not a secret)
+SETUP_CHECK_TIMEOUT = 5.0
+
+oauth = Blueprint("fake_oauth", __name__, template_folder="templates")
+
+
+def _store() -> FakeOmiStore:
+    store: FakeOmiStore = current_app.extensions["fake_omi"]
+    return store
+
+
+def _detail(status: int, detail: Any) -> Response:
+    response = jsonify(detail=detail)
+    response.status_code = status
+    return response
+
+
+@oauth.get("/v1/oauth/authorize")
+def authorize() -> Any:
+    app_id = request.args.get("app_id")
+    if app_id is None:
+        return _detail(422, [{"loc": ["query", "app_id"], "msg": "Field required", "type": "missing"}])
+    app = _store().apps.get(app_id)
+    if app is None:
+        return _detail(404, "App not found")
+    if not app.app_home_url:
+        return _detail(400, "App home URL not configured for this app.")
+    # Jinja's autoescape puts the state into the script HTML-escaped, and None as "None": as OMI does.
+    return render_template(
+        "fake_omi/authorize.html",
+        app=app,
+        app_id=app_id,
+        state=request.args.get("state"),
+        id_token_prefix=ID_TOKEN_PREFIX,
+    )
+
+
+@oauth.post("/v1/oauth/token")
+def token() -> Any:
+    form = request.form
+    id_token, app_id = form.get("firebase_id_token"), form.get("app_id")
+    if id_token is None or app_id is None:
+        return _detail(422, [{"loc": ["body"], "msg": "Field required", "type": "missing"}])
+    if not id_token.startswith(ID_TOKEN_PREFIX) or len(id_token) == len(ID_TOKEN_PREFIX):
+        return _detail(401, "Invalid Firebase ID token: not a fake OMI token")
+    uid = id_token[len(ID_TOKEN_PREFIX) :]
+    store = _store()
+    app = store.apps.get(app_id)
+    if app is None:
+        return _detail(404, "App not found")
+    if not app.app_home_url:
+        return _detail(400, "App not configured for OAuth or app home URL not set")
+    if not store.is_enabled(uid, app_id):
+        refusal = _enable_refusal(store, app_id, uid)
+        if refusal is not None:
+            return refusal
+        store.enable_app(uid, app_id)
+    return jsonify(uid=uid, redirect_url=app.app_home_url, state=form.get("state"))
+
+
+def _enable_refusal(store: FakeOmiStore, app_id: str, uid: str) -> Response | None:
+    """OMI's checks before it enables an app for a user, in its order."""
+    app = store.apps[app_id]
+    if app.private and app.owner_uid != uid and uid not in app.testers:
+        return _detail(403, "This app is private and you are not authorized to enable it.")
+    if app.setup_completed_url:
+        url = app.setup_completed_url
+        url += ("&" if "?" in url else "?") + f"uid={uid}"
+        try:
+            answer = requests.get(url, timeout=SETUP_CHECK_TIMEOUT, allow_redirects=False)
+            answer.raise_for_status()
+            body = answer.json()
+        except (requests.RequestException, ValueError):
+            return _detail(503, "Failed to verify app setup completion. Please try again later.")
+        if not isinstance(body, dict) or not body.get("is_setup_completed"):
+            return _detail(400, "App setup is not completed. Please complete app setup before authorizing.")
+    if app.paid and uid not in app.buyers:
+        return _detail(403, "This is a paid app. Please purchase the app before authorizing.")
+    return None

@@ -1,0 +1,186 @@
+"""The fake OMI's in-memory world: apps, users who enabled them, and their data.
+
+Plain data and bookkeeping, no HTTP: the routes in :mod:`.oauth_routes` and :mod:`.api_routes`
+read and change it, and tests seed and inspect it directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+ALL_ACTIONS = frozenset(
+    {"create_conversation", "create_memories", "read_memories", "read_conversations", "read_tasks"}
+)
+
+#: OMI's per-endpoint limits (section 3 of the platform notes): requests per window of seconds.
+LIMITS = {
+    "create_conversation": (10, 3600),
+    "create_memories": (60, 3600),
+    "notification": (10, 3600),
+}
+
+
+@dataclass
+class FakeApp:
+    app_id: str
+    name: str
+    app_home_url: str | None
+    setup_completed_url: str | None = None
+    auth_steps: list[dict[str, str]] = field(default_factory=list)
+    private: bool = False
+    owner_uid: str | None = None
+    testers: set[str] = field(default_factory=set)
+    paid: bool = False
+    buyers: set[str] = field(default_factory=set)
+    actions: frozenset[str] = ALL_ACTIONS
+    webhook_url: str | None = None
+    triggers_on: str | None = None
+    webhook_secret: str | None = None
+
+
+def utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+class FakeOmiStore:
+    """Everything the fake OMI knows. Thread-safe: the fake server answers from several threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.apps: dict[str, FakeApp] = {}
+        self.api_keys: dict[str, str] = {}  # key -> app id; a deleted app's key stays, as at OMI
+        self.enabled: dict[str, set[str]] = {}  # app id -> uids
+        self.memories: dict[str, list[dict[str, Any]]] = {}
+        self.conversations: dict[str, list[dict[str, Any]]] = {}
+        self.tasks: dict[str, list[dict[str, Any]]] = {}
+        self.notifications: dict[str, list[str]] = {}
+        self._windows: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._ids = itertools.count(1)
+
+    # -- apps ---------------------------------------------------------------------------------------
+    def register_app(
+        self,
+        app_id: str,
+        *,
+        app_home_url: str | None,
+        name: str = "Test app",
+        api_key: str | None = None,
+        **options: Any,
+    ) -> tuple[FakeApp, str]:
+        """Add an app; returns it and its API key (``sk_...``, generated unless given)."""
+        key = api_key or "sk_" + secrets.token_hex(16)
+        app = FakeApp(app_id=app_id, name=name, app_home_url=app_home_url, **options)
+        with self.lock:
+            self.apps[app_id] = app
+            self.api_keys[key] = app_id
+        return app, key
+
+    def enable_app(self, uid: str, app_id: str) -> None:
+        with self.lock:
+            self.enabled.setdefault(app_id, set()).add(uid)
+
+    def disable_app(self, uid: str, app_id: str) -> None:
+        with self.lock:
+            self.enabled.get(app_id, set()).discard(uid)
+
+    def is_enabled(self, uid: str, app_id: str) -> bool:
+        with self.lock:
+            return uid in self.enabled.get(app_id, set())
+
+    # -- data ---------------------------------------------------------------------------------------
+    def next_id(self) -> str:
+        return f"fake-{next(self._ids)}"
+
+    def add_memory(self, uid: str, content: str, **extra: Any) -> dict[str, Any]:
+        memory = {
+            "id": self.next_id(),
+            "content": content,
+            "category": extra.pop("category", "other"),
+            "tags": extra.pop("tags", []),
+            "created_at": utc_iso(self.clock()),
+            **extra,
+        }
+        with self.lock:
+            self.memories.setdefault(uid, []).append(memory)
+        return memory
+
+    def add_conversation(
+        self, uid: str, text: str, *, started_at: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        now = utc_iso(self.clock())
+        words = text.split()
+        conversation = {
+            "id": self.next_id(),
+            "created_at": now,
+            "started_at": started_at or now,
+            "finished_at": extra.pop("finished_at", None) or now,
+            "source": extra.pop("source", "external_integration"),
+            "language": extra.pop("language", "en"),
+            "status": extra.pop("status", "completed"),
+            "discarded": extra.pop("discarded", False),
+            "geolocation": extra.pop("geolocation", None),
+            "structured": {
+                "title": " ".join(words[:6]) or "Untitled",
+                "overview": text[:280],
+                "emoji": "🧠",
+                "category": "other",
+                "action_items": [],
+                "events": [],
+            },
+            "transcript_segments": [
+                {"text": text, "speaker": "SPEAKER_0", "is_user": True, "start": 0.0, "end": 1.0}
+            ],
+            **extra,
+        }
+        with self.lock:
+            self.conversations.setdefault(uid, []).append(conversation)
+        return conversation
+
+    def add_task(
+        self, uid: str, description: str, *, completed: bool = False, **extra: Any
+    ) -> dict[str, Any]:
+        task = {
+            "id": self.next_id(),
+            "description": description,
+            "completed": completed,
+            "created_at": utc_iso(self.clock()),
+            "due_at": extra.pop("due_at", None),
+            **extra,
+        }
+        with self.lock:
+            self.tasks.setdefault(uid, []).append(task)
+        return task
+
+    def seed(self, uid: str, *, memories: Iterable[str] = (), conversations: Iterable[str] = ()) -> None:
+        for content in memories:
+            self.add_memory(uid, content)
+        for text in conversations:
+            self.add_conversation(uid, text)
+
+    # -- rate limits --------------------------------------------------------------------------------
+    def take_rate(self, kind: str, app_id: str, uid: str) -> tuple[bool, int, int]:
+        """Count one request; returns (allowed, remaining, seconds until the window resets).
+
+        Windows are fixed clock-hour buckets, as OMI's notification limit is.
+        """
+        limit, window = LIMITS[kind]
+        now = self.clock()
+        start = now - (now % window)
+        key = (kind, app_id, uid)
+        with self.lock:
+            window_start, count = self._windows.get(key, (start, 0))
+            if window_start != start:
+                window_start, count = start, 0
+            reset = max(1, int(window_start + window - now))
+            if count >= limit:
+                return False, 0, reset
+            self._windows[key] = (window_start, count + 1)
+            return True, limit - count - 1, reset
