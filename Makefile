@@ -38,7 +38,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict flask_omi
 
 test: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest --cov=flask_omi --cov-report=term --cov-fail-under=95 $(PYTEST_ARGS)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage report --fail-under=95
 
 demo: $(STAMP)
 	$(BIN)/python -m example_app

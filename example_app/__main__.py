@@ -21,7 +21,7 @@ DEMO_APP_ID = "example-app"
 DEMO_UID = "fake-user-1"
 
 
-def demo_app(port: int, fake_port: int) -> tuple[Flask, FakeOmi]:
+def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Flask, FakeOmi]:
     """The example wired to a fake OMI on loopback, with the default uid already set up."""
     base = f"http://127.0.0.1:{port}"
     fake = FakeOmi().start(fake_port)
@@ -33,7 +33,8 @@ def demo_app(port: int, fake_port: int) -> tuple[Flask, FakeOmi]:
         auth_steps=[{"name": "Set up Example OMI app", "url": f"{base}/setup"}],
     )
     fake.seed(DEMO_UID, memories=["Likes green tea", "Is learning the cello"])
-    app = create_app({"OMI_APP_ID": DEMO_APP_ID, "OMI_API_KEY": api_key, "OMI_API_BASE": fake.url})
+    config = {"OMI_APP_ID": DEMO_APP_ID, "OMI_API_KEY": api_key, "OMI_API_BASE": fake.url}
+    app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
     app.extensions["example_setups"].complete(DEMO_UID, "Demo user")
 
     @app.before_request

@@ -30,7 +30,8 @@ class Findings:
 def external_urls(base_url: str) -> dict[str, str]:
     """The URLs to paste into OMI's developer settings, as this app generates them."""
     ext = get_extension()
-    with current_app.test_request_context("/", base_url=base_url):
+    parts = urlsplit(base_url)
+    with current_app.test_request_context("/", base_url=f"{parts.scheme}://{parts.netloc}{parts.path}"):
         return {
             "App Home URL": url_for(ext.endpoint("callback"), _external=True),
             "Setup completed URL": url_for(ext.endpoint("setup_completed"), _external=True),
@@ -143,12 +144,6 @@ def register_commands(cli: click.Group) -> None:
         click.echo(f"app {current_app.config['OMI_APP_ID']} -> App Home URL {app_home_url}")
         # A key the user gave is theirs and stays unprinted; a generated one is needed to call the fake.
         click.echo("API key: the one you gave (OMI_API_KEY)" if given_key else f"API key: {key}")
-        from werkzeug.serving import make_server
+        from werkzeug.serving import run_simple
 
-        server = make_server("127.0.0.1", port, fake.wsgi_app, threaded=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:  # pragma: no cover - interactive stop
-            pass
-        finally:
-            server.server_close()
+        run_simple("127.0.0.1", port, fake.wsgi_app, threaded=True)

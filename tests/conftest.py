@@ -16,7 +16,7 @@ APP_ID = "01TESTAPP"
 
 def make_app(bp: OmiBlueprint | None = None, **config: object) -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="test-secret-key-of-decent-length", OMI_APP_ID=APP_ID, **config)
+    app.config.update({"SECRET_KEY": "test-secret-key-of-decent-length", "OMI_APP_ID": APP_ID, **config})
     blueprint = bp if bp is not None else OmiBlueprint()
     app.register_blueprint(blueprint)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from flask import Flask, jsonify
@@ -169,3 +170,10 @@ def test_helpers_need_the_blueprint_registered() -> None:
     app.secret_key = "x" * 32
     with app.test_request_context(), pytest.raises(OmiConfigError, match="register_blueprint"):
         login_omi_user("u1")
+
+
+def test_pytest_plugin_signs_a_test_client_in(client: FlaskClient, omi_sign_in: Any) -> None:
+    omi_sign_in(client, "plugin_user")
+    assert client.get("/dashboard").get_data(as_text=True) == "hello plugin_user"
+    with pytest.raises(ValueError, match="not a valid OMI uid"):
+        omi_sign_in(client, "bad uid")

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from ..user import UID_KEY
 from ..validation import is_valid_uid
 from .fake_omi import FakeOmi, FakeOmiRefused
+from .server import LiveServer
 from .store import ALL_ACTIONS, FakeApp, FakeOmiStore
 
 
@@ -22,4 +23,12 @@ def sign_in_test_client(client: FlaskClient, uid: str) -> None:
         session[UID_KEY] = uid
 
 
-__all__ = ["ALL_ACTIONS", "FakeApp", "FakeOmi", "FakeOmiRefused", "FakeOmiStore", "sign_in_test_client"]
+__all__ = [
+    "ALL_ACTIONS",
+    "FakeApp",
+    "FakeOmi",
+    "FakeOmiRefused",
+    "FakeOmiStore",
+    "LiveServer",
+    "sign_in_test_client",
+]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -19,10 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from .api_routes import api
 from .oauth_routes import ID_TOKEN_PREFIX, oauth
+from .server import LiveServer
 from .store import FakeApp, FakeOmiStore
 
 _STATE_IN_PAGE = re.compile(r'const state = "([^"]*)";')
@@ -34,8 +33,7 @@ class FakeOmi(FakeOmiStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
         self.wsgi_app = self._create_app()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LiveServer | None = None
 
     def _create_app(self) -> Flask:
         app = Flask("flask_omi.testing", root_path=__file__.rsplit("/", 1)[0])
@@ -54,20 +52,17 @@ class FakeOmi(FakeOmiStore):
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake OMI is not running: call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     def start(self, port: int = 0) -> FakeOmi:
         """Serve on 127.0.0.1 (a free port unless given) from a background thread."""
         if self._server is None:
-            self._server = make_server("127.0.0.1", port, self.wsgi_app, threaded=True)
-            self._thread = threading.Thread(target=self._server.serve_forever, name="fake-omi", daemon=True)
-            self._thread.start()
+            self._server = LiveServer(self.wsgi_app, port).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> FakeOmi:

@@ -87,7 +87,8 @@ def _enable_refusal(store: FakeOmiStore, app_id: str, uid: str) -> Response | No
         url += ("&" if "?" in url else "?") + f"uid={uid}"
         try:
             answer = requests.get(url, timeout=SETUP_CHECK_TIMEOUT, allow_redirects=False)
-            answer.raise_for_status()
+            if not 200 <= answer.status_code < 300:  # OMI's client treats redirects as errors too
+                raise requests.HTTPError(f"status {answer.status_code}")
             body = answer.json()
         except (requests.RequestException, ValueError):
             return _detail(503, "Failed to verify app setup completion. Please try again later.")

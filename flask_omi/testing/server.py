@@ -1,0 +1,62 @@
+"""Serve a WSGI app on a loopback port from a background thread, for tests and the demo."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+class LiveServer:
+    """``with LiveServer(app) as server: requests.get(server.url)``; only ever binds 127.0.0.1."""
+
+    def __init__(self, wsgi_app: Any, port: int = 0) -> None:
+        self.wsgi_app = wsgi_app
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the server is not running: call start() first")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def bind(self) -> LiveServer:
+        """Reserve the port without serving yet, so its URL can be configured first."""
+        if self._server is None:
+            self._server = make_server("127.0.0.1", self._port, self.wsgi_app, threaded=True)
+        return self
+
+    def start(self) -> LiveServer:
+        self.bind()
+        assert self._server is not None
+        # A short poll interval makes stop() quick; idle cost is a select() every 50 ms.
+        thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="live-server", daemon=True
+        )
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

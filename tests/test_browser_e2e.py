@@ -1,0 +1,165 @@
+"""End to end in a real headless Chromium: the example app, the fake OMI's page, real cookies.
+
+Playwright drives Debian's ``chromium`` (no browser download). Without it the tests are skipped
+locally, but under ``CI=true`` a missing browser fails the run: these tests must run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from example_app import create_app
+from flask_omi.testing import FakeOmi, LiveServer
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed, and browser tests must run in CI")
+        pytest.skip("chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+class Site:
+    """The example app and the fake OMI, both on loopback, with one set-up user."""
+
+    def __init__(self, app_url: str, fake: FakeOmi) -> None:
+        self.url, self.fake = app_url, fake
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with FakeOmi() as fake:
+        app = create_app(
+            {"OMI_APP_ID": "e2e-app", "OMI_API_BASE": fake.url, "EXAMPLE_DB": str(tmp_path / "e2e.db")}
+        )
+        server = LiveServer(app).bind()
+        fake.register_app(
+            "e2e-app",
+            name="Example OMI app",
+            app_home_url=f"{server.url}/omi/callback",
+            setup_completed_url=f"{server.url}/omi/setup-completed",
+        )
+        app.extensions["example_setups"].complete("alice", "Alice")
+        app.extensions["example_setups"].complete("bob", "Bob")
+        server.start()
+        try:
+            yield Site(server.url, fake)
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    yield context.new_page()
+    context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in_on_omi(page: Any, uid: str) -> None:
+    page.wait_for_selector("#uid-input")
+    page.fill("#uid-input", uid)
+    page.click("#sign-in-button")
+
+
+def test_sign_in_reload_sign_out_and_protected_page(page: Any, site: Site) -> None:
+    page.goto(site.url)
+    shot(page, "01-landing")
+    page.click("#sign-in")
+    assert page.url.startswith(f"{site.fake.url}/v1/oauth/authorize?app_id=e2e-app&state=")
+    shot(page, "02-fake-omi-authorize")
+    sign_in_on_omi(page, "alice")
+    page.wait_for_url(f"{site.url}/dashboard")
+    assert page.text_content("#uid") == "alice"
+    assert "(Alice)" in page.text_content("main")
+    shot(page, "03-dashboard")
+
+    page.reload()
+    assert page.url == f"{site.url}/dashboard"
+    assert page.text_content("#uid") == "alice"
+
+    page.click("#sign-out")
+    page.wait_for_url(f"{site.url}/")
+    assert page.is_visible("#sign-in")
+    shot(page, "04-signed-out")
+
+    page.goto(f"{site.url}/dashboard")
+    page.wait_for_url(f"{site.fake.url}/v1/oauth/authorize?*")
+    assert page.is_visible("#uid-input")
+
+
+def test_forged_callback_shows_readable_error(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/omi/callback?uid=attacker&state=" + "A" * 43)
+    assert page.text_content("h1") == "Sign-in did not work"
+    assert page.text_content("#omi-error-code") == "state_mismatch"
+    shot(page, "05-forged-callback")
+    page.goto(f"{site.url}/dashboard")
+    page.wait_for_url(f"{site.fake.url}/**")  # still signed out
+
+
+def test_setup_not_completed_is_shown_on_omi_page(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/omi/login")
+    sign_in_on_omi(page, "newcomer")
+    page.wait_for_selector("#error-message:has-text('setup is not completed')")
+    shot(page, "06-setup-not-completed")
+
+
+def test_two_tabs_start_sign_in_at_once_and_both_finish(browser: Any, site: Site) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    try:
+        first, second = context.new_page(), context.new_page()
+        first.goto(f"{site.url}/omi/login?next=/dashboard")
+        second.goto(f"{site.url}/omi/login?next=/")
+        sign_in_on_omi(first, "bob")
+        first.wait_for_url(f"{site.url}/dashboard")
+        sign_in_on_omi(second, "bob")
+        second.wait_for_url(f"{site.url}/")
+        assert "signed in as" in second.text_content("main")
+        shot(second, "07-second-tab")
+        first.reload()
+        assert first.text_content("#uid") == "bob"
+    finally:
+        context.close()
+
+
+def test_mobile_app_visit_without_state_offers_sign_in(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/omi/callback?uid=alice")
+    assert page.text_content("h1") == "Continue with OMI"
+    shot(page, "08-app-home-from-omi-app")
+    page.click("#omi-sign-in")
+    sign_in_on_omi(page, "alice")
+    page.wait_for_url(f"{site.url}/")
+    assert "alice" in page.text_content("main")

@@ -1,0 +1,143 @@
+"""``flask omi check``, ``flask omi login-url`` and ``flask omi fake-server``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from flask_omi import OmiBlueprint
+
+from .conftest import make_app
+
+GOOD = {"SECRET_KEY": "k" * 40, "SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_SAMESITE": "Lax"}
+
+
+def run_check(*args: str, **config: object) -> tuple[int, str, str]:
+    app = make_app(OmiBlueprint(), **{**GOOD, **config})
+    result = app.test_cli_runner().invoke(args=["omi", "check", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_prints_the_urls_to_paste() -> None:
+    code, out, err = run_check("--base-url", "https://app.example.com")
+    assert code == 0, err
+    assert "App Home URL: https://app.example.com/omi/callback" in out
+    assert "Setup completed URL: https://app.example.com/omi/setup-completed" in out
+    assert "warning: The app is not wrapped in werkzeug's ProxyFix" in err
+
+
+def test_check_uses_server_name() -> None:
+    code, out, _ = run_check(SERVER_NAME="app.example.com", PREFERRED_URL_SCHEME="https")
+    assert code == 0
+    assert "App Home URL: https://app.example.com/omi/callback" in out
+
+
+def test_check_needs_a_base_url() -> None:
+    code, _, err = run_check()
+    assert code == 2 and "--base-url" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "needle"),
+    [
+        ((), {"SECRET_KEY": "short"}, "SECRET_KEY is missing or shorter"),
+        ((), {"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE is off"),
+        (
+            (),
+            {"SESSION_COOKIE_SAMESITE": "Strict"},
+            "SESSION_COOKIE_SAMESITE is 'Strict'",
+        ),
+        (("--behind-proxy",), {}, "The app is not wrapped in werkzeug's ProxyFix"),
+    ],
+)
+def test_check_finds_problems(args: tuple[str, ...], config: dict[str, object], needle: str) -> None:
+    code, _, err = run_check("--base-url", "https://app.example.com", *args, **config)
+    assert code == 1
+    assert f"problem: {needle}" in err
+
+
+@pytest.mark.parametrize(
+    ("base_url", "needle"),
+    [
+        ("https://app.example.com/?x=1", "query string or a #fragment"),
+        ("https://app.example.com/#top", "query string or a #fragment"),
+        ("http://app.example.com", "plain http on a public host"),
+    ],
+)
+def test_check_finds_url_problems(base_url: str, needle: str) -> None:
+    code, _, err = run_check("--base-url", base_url)
+    assert code == 1 and needle in err
+
+
+def test_check_passes_with_proxyfix_behind_a_proxy_and_on_localhost() -> None:
+    app = make_app(OmiBlueprint(), **GOOD)
+    app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
+    result = app.test_cli_runner().invoke(
+        args=["omi", "check", "--base-url", "https://a.example", "--behind-proxy"]
+    )
+    assert result.exit_code == 0 and "ok: no problems found" in result.stdout
+    local = make_app(OmiBlueprint(), SECRET_KEY="k" * 40)
+    result = local.test_cli_runner().invoke(args=["omi", "check", "--base-url", "http://127.0.0.1:5000"])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_login_url() -> None:
+    app = make_app(OmiBlueprint(), OMI_API_BASE="http://127.0.0.1:8765")
+    result = app.test_cli_runner().invoke(args=["omi", "login-url"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("http://127.0.0.1:8765/v1/oauth/authorize?app_id=01TESTAPP&state=")
+    assert "state_mismatch" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_fake_server_command(tmp_path: Path) -> None:
+    app_file = tmp_path / "cliapp.py"
+    app_file.write_text(
+        "from flask import Flask\nfrom flask_omi import omi_bp\n"
+        "app = Flask(__name__)\n"
+        "app.config.update(SECRET_KEY='k'*40, OMI_APP_ID='cli-app', OMI_API_KEY='sk_given')\n"
+        "app.register_blueprint(omi_bp)\n"
+    )
+    port = free_port()
+    env = {**os.environ, "FLASK_APP": str(app_file)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "omi", "fake-server", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = None
+        for _ in range(100):  # at most ~10 s
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/_fake/health", timeout=1).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert health == {"ok": True, "apps": ["cli-app"]}
+        answer = requests.get(
+            f"http://127.0.0.1:{port}/v2/integrations/cli-app/memories?uid=u1",
+            headers={"Authorization": "Bearer sk_given"},
+            timeout=5,
+        )
+        assert answer.json() == {"detail": "App is not enabled for this user"}
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "sk_given" not in output
+    assert f"fake OMI on http://127.0.0.1:{port}" in output

@@ -1,0 +1,173 @@
+"""The fake OMI's sign-in pages behave as OMI's do (section 1 of the platform notes), over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+from flask import Flask
+
+from flask_omi.testing import FakeOmi, FakeOmiRefused, LiveServer
+
+
+@pytest.fixture
+def setup_server() -> Iterator[tuple[LiveServer, dict[str, object]]]:
+    """A stand-in for an app's setup-completed URL whose answer each test chooses."""
+    answer: dict[str, object] = {"body": {"is_setup_completed": True}, "status": 200, "seen": []}
+    app = Flask("setup")
+
+    @app.get("/setup-completed")
+    def setup_completed() -> object:
+        from flask import request
+
+        answer["seen"].append(request.query_string.decode())  # type: ignore[attr-defined]
+        body = answer["body"]
+        if isinstance(body, str):
+            return body, answer["status"], {"Content-Type": "text/plain"}
+        return app.response_class(
+            __import__("json").dumps(body), status=answer["status"], mimetype="application/json"
+        )
+
+    with LiveServer(app) as server:
+        yield server, answer
+
+
+def authorize(fake: FakeOmi, app_id: str = "app1", state: str | None = "S1") -> str:
+    url = f"{fake.url}/v1/oauth/authorize?app_id={app_id}"
+    return url if state is None else f"{url}&state={state}"
+
+
+def test_authorize_page_errors(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("nohome", app_home_url=None)
+    assert requests.get(f"{fake_omi.url}/v1/oauth/authorize", timeout=5).status_code == 422
+    missing = requests.get(authorize(fake_omi, "unknown"), timeout=5)
+    assert (missing.status_code, missing.json()) == (404, {"detail": "App not found"})
+    assert requests.get(authorize(fake_omi, "nohome"), timeout=5).status_code == 400
+
+
+def test_authorize_page_lists_permissions(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb", name="My App")
+    page = requests.get(authorize(fake_omi), timeout=5)
+    assert page.status_code == 200
+    assert "Connect My App" in page.text and "read memories" in page.text
+
+
+def test_redirect_is_plain_concatenation(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/omi/callback")
+    assert fake_omi.sign_in(authorize(fake_omi), "u1") == "http://127.0.0.1:9/omi/callback?uid=u1&state=S1"
+    # No state sent: OMI's page renders None as text, and it ends up in the URL.
+    assert fake_omi.sign_in(authorize(fake_omi, state=None), "u1").endswith("?uid=u1&state=None")
+    # HTML escaping, then no URL encoding: OMI's quirks, reproduced.
+    escaped = fake_omi.sign_in(authorize(fake_omi, state="a%26b%3Dc"), "u1")
+    assert escaped.endswith("?uid=u1&state=a&amp;b=c")
+    quoted = fake_omi.sign_in(authorize(fake_omi, state="x%22y"), "u1")
+    assert quoted.endswith("?uid=u1&state=x&#34;y")
+    # An App Home URL that already has a query gets a second "?".
+    fake_omi.register_app("app2", app_home_url="http://127.0.0.1:9/cb?x=1")
+    assert fake_omi.sign_in(authorize(fake_omi, "app2"), "u1") == "http://127.0.0.1:9/cb?x=1?uid=u1&state=S1"
+
+
+def test_token_errors(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb")
+    token = f"{fake_omi.url}/v1/oauth/token"
+    bad = requests.post(token, data={"firebase_id_token": "forged", "app_id": "app1"}, timeout=5)
+    assert bad.status_code == 401
+    ok_token = "fake-id-token:u1"
+    assert (
+        requests.post(token, data={"firebase_id_token": ok_token, "app_id": "zzz"}, timeout=5).status_code
+        == 404
+    )
+    assert requests.post(token, data={"app_id": "app1"}, timeout=5).status_code == 422
+    fake_omi.register_app("nohome", app_home_url=None)
+    assert (
+        requests.post(token, data={"firebase_id_token": ok_token, "app_id": "nohome"}, timeout=5).status_code
+        == 400
+    )
+
+
+def test_private_app_only_for_owner_and_testers(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app(
+        "p", app_home_url="http://127.0.0.1:9/cb", private=True, owner_uid="own", testers={"t1"}
+    )
+    with pytest.raises(FakeOmiRefused) as refused:
+        fake_omi.sign_in(authorize(fake_omi, "p"), "stranger")
+    assert refused.value.status == 403
+    assert not fake_omi.is_enabled("stranger", "p")
+    for uid in ("own", "t1"):
+        fake_omi.sign_in(authorize(fake_omi, "p"), uid)
+        assert fake_omi.is_enabled(uid, "p")
+
+
+def test_paid_app_needs_purchase(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("paid", app_home_url="http://127.0.0.1:9/cb", paid=True, buyers={"buyer"})
+    with pytest.raises(FakeOmiRefused, match="paid app"):
+        fake_omi.sign_in(authorize(fake_omi, "paid"), "u1")
+    fake_omi.sign_in(authorize(fake_omi, "paid"), "buyer")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expected"),
+    [
+        ({"is_setup_completed": True}, 200, None),
+        ({"is_setup_completed": False}, 200, 400),
+        ({}, 200, 400),
+        ([True], 200, 400),
+        ("not json", 200, 503),
+        ({"is_setup_completed": True}, 500, 503),
+        ({"is_setup_completed": True}, 302, 503),
+    ],
+)
+def test_setup_completed_outcomes(
+    fake_omi: FakeOmi,
+    setup_server: tuple[LiveServer, dict[str, object]],
+    body: object,
+    status: int,
+    expected: int | None,
+) -> None:
+    server, answer = setup_server
+    answer.update(body=body, status=status)
+    fake_omi.register_app(
+        "app1", app_home_url="http://127.0.0.1:9/cb", setup_completed_url=f"{server.url}/setup-completed"
+    )
+    if expected is None:
+        fake_omi.sign_in(authorize(fake_omi), "u1")
+        assert fake_omi.is_enabled("u1", "app1")
+    else:
+        with pytest.raises(FakeOmiRefused) as refused:
+            fake_omi.sign_in(authorize(fake_omi), "u1")
+        assert refused.value.status == expected
+        assert not fake_omi.is_enabled("u1", "app1")
+    assert answer["seen"] == ["uid=u1"]
+
+
+def test_setup_url_with_query_gets_ampersand_and_enabled_users_skip_checks(
+    fake_omi: FakeOmi, setup_server: tuple[LiveServer, dict[str, object]]
+) -> None:
+    server, answer = setup_server
+    fake_omi.register_app(
+        "app1", app_home_url="http://127.0.0.1:9/cb", setup_completed_url=f"{server.url}/setup-completed?v=2"
+    )
+    fake_omi.sign_in(authorize(fake_omi), "u1")
+    answer.update(body={"is_setup_completed": False})
+    fake_omi.sign_in(authorize(fake_omi), "u1")  # already enabled: no second check
+    assert answer["seen"] == ["v=2&uid=u1"]
+
+
+def test_setup_url_unreachable_is_503(fake_omi: FakeOmi) -> None:
+    with LiveServer(Flask("closed")) as closed:
+        dead_url = f"{closed.url}/setup-completed"
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb", setup_completed_url=dead_url)
+    with pytest.raises(FakeOmiRefused) as refused:
+        fake_omi.sign_in(authorize(fake_omi), "u1")
+    assert refused.value.status == 503
+
+
+def test_fake_can_be_stopped_and_reports_when_not_running() -> None:
+    fake = FakeOmi()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = fake.url
+    with fake:
+        assert requests.get(f"{fake.url}/_fake/health", timeout=5).json()["ok"] is True
+    with pytest.raises(RuntimeError):
+        _ = fake.url

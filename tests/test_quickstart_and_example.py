@@ -1,0 +1,94 @@
+"""The README's quickstart and the example app, signed in through the fake OMI over real HTTP."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import requests
+from flask import Flask
+
+from example_app import create_app
+from example_app.__main__ import DEMO_UID, demo_app
+from flask_omi.testing import FakeOmi, FakeOmiRefused, LiveServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quickstart_source() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the README's quickstart has no python block"
+    return match.group(1)
+
+
+def test_readme_quickstart_pasted_into_a_file_signs_in(tmp_path: Path, fake_omi: FakeOmi) -> None:
+    path = tmp_path / "quickstart_app.py"
+    path.write_text(quickstart_source())
+    spec = importlib.util.spec_from_file_location("quickstart_app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app: Flask = module.app
+    app.config["OMI_API_BASE"] = fake_omi.url
+    with LiveServer(app) as server:
+        fake_omi.register_app(app.config["OMI_APP_ID"], app_home_url=f"{server.url}/omi/callback")
+        browser = requests.Session()
+        to_omi = browser.get(f"{server.url}/", timeout=5)
+        assert to_omi.url.startswith(f"{fake_omi.url}/v1/oauth/authorize?")
+        landed = browser.get(fake_omi.sign_in(to_omi.url, "quick_user", http=browser), timeout=5)
+        assert landed.url == f"{server.url}/"
+        assert landed.text == "hello quick_user"
+
+
+def test_example_app_setup_step_then_sign_in(tmp_path: Path, fake_omi: FakeOmi) -> None:
+    app = create_app(
+        {"OMI_APP_ID": "ex", "OMI_API_BASE": fake_omi.url, "EXAMPLE_DB": str(tmp_path / "ex.db")}
+    )
+    with LiveServer(app) as server:
+        fake_omi.register_app(
+            "ex",
+            app_home_url=f"{server.url}/omi/callback",
+            setup_completed_url=f"{server.url}/omi/setup-completed",
+        )
+        browser = requests.Session()
+        start = browser.get(f"{server.url}/omi/login?next=/dashboard", timeout=5)
+        try:
+            fake_omi.sign_in(start.url, "newbie", http=browser)
+            raise AssertionError("sign-in should need set-up first")
+        except FakeOmiRefused as refused:
+            assert refused.status == 400 and "setup is not completed" in refused.detail
+        assert "Finish set-up" in browser.get(f"{server.url}/setup?uid=newbie", timeout=5).text
+        assert browser.get(f"{server.url}/setup?uid=bad%20uid", timeout=5).status_code == 400
+        empty = browser.post(f"{server.url}/setup", data={"uid": "newbie", "display_name": " "}, timeout=5)
+        assert "Please choose a display name" in empty.text
+        done = browser.post(
+            f"{server.url}/setup", data={"uid": "newbie", "display_name": "Newbie"}, timeout=5
+        )
+        assert 'id="setup-done"' in done.text
+        start = browser.get(f"{server.url}/omi/login?next=/dashboard", timeout=5)
+        dashboard = browser.get(fake_omi.sign_in(start.url, "newbie", http=browser), timeout=5)
+        assert dashboard.url == f"{server.url}/dashboard"
+        assert '<code id="uid">newbie</code> (Newbie)' in dashboard.text
+        assert "Open your dashboard" in browser.get(f"{server.url}/", timeout=5).text
+        browser.post(f"{server.url}/omi/logout", timeout=5)
+        assert "Sign in with OMI" in browser.get(f"{server.url}/", timeout=5).text
+
+
+def test_demo_mode_wires_the_fake_omi(tmp_path: Path) -> None:
+    app, fake = demo_app(port=0, fake_port=0, db_path=str(tmp_path / "demo.db"))
+    try:
+        assert app.config["OMI_API_BASE"] == fake.url
+        client = app.test_client()
+        assert (
+            client.get("/", base_url="http://localhost:5000")
+            .headers["Location"]
+            .startswith("http://127.0.0.1:5000/")
+        )
+        assert client.get(
+            "/omi/setup-completed", query_string={"uid": DEMO_UID}, base_url="http://127.0.0.1"
+        ).get_json() == {"is_setup_completed": True}
+    finally:
+        fake.stop()
