@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := chromium redis-server
 PYTEST_ARGS ?=
+PY_SRC := flask_omi tests example_app $(wildcard benchmarks)
 
 .PHONY: test demo lint typecheck bench system-deps clean
 
@@ -31,8 +32,8 @@ system-deps:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(PY_SRC)
+	$(BIN)/ruff format --check $(PY_SRC)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict flask_omi

@@ -107,3 +107,71 @@ SIGN_IN_ERRORS: tuple[type[OmiError], ...] = (
     UidRejected,
     UidVerificationUnavailable,
 )
+
+
+class OmiApiError(OmiError):
+    """A call to OMI's API failed. Carries what is needed to act on it, never the API key.
+
+    ``status`` is the HTTP status (None when no answer came), ``detail`` OMI's ``detail`` field,
+    ``method`` and ``path`` the request (without its query string, which may carry user text).
+    """
+
+    error_code = "omi_api_error"
+
+    def __init__(self, message: str, *, status: int | None, detail: object, method: str, path: str) -> None:
+        super().__init__(message)
+        self.status, self.detail, self.method, self.path = status, detail, method, path
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path}"
+        status = f" -> {self.status}" if self.status is not None else ""
+        detail = f": {self.detail}" if self.detail not in (None, "") else ""
+        return f"{self.args[0]} ({where}{status}){detail}"
+
+
+class OmiAuthError(OmiApiError):
+    """401, or 403 "Invalid API key": the app's key is missing, malformed or wrong."""
+
+    error_code = "omi_auth_error"
+
+
+class OmiAppNotEnabled(OmiApiError):
+    """403 "App is not enabled for this user": the uid has not enabled (or has removed) the app."""
+
+    error_code = "omi_app_not_enabled"
+
+
+class OmiPermissionError(OmiApiError):
+    """403 for a missing capability: the app lacks the action in OMI's developer settings."""
+
+    error_code = "omi_permission_error"
+
+
+class OmiNotFound(OmiApiError):
+    error_code = "omi_not_found"
+
+
+class OmiValidationError(OmiApiError):
+    """422 or 400: OMI refused the input; ``detail`` holds its reasons."""
+
+    error_code = "omi_validation_error"
+
+
+class OmiRateLimited(OmiApiError):
+    """429; ``retry_after`` is how many seconds OMI asked to wait (None if it did not say)."""
+
+    error_code = "omi_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class OmiServerError(OmiApiError):
+    error_code = "omi_server_error"
+
+
+class OmiTransportError(OmiApiError):
+    """No usable answer: a timeout, a refused or broken connection, or a body that is not JSON."""
+
+    error_code = "omi_transport_error"

@@ -1,0 +1,97 @@
+"""Shapes of what OMI's API returns, as TypedDicts.
+
+They describe the fields OMI documents; the dicts keep every field OMI sends, known or not, so
+nothing is lost when OMI adds one. All fields are optional because OMI omits some on older records.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, TypedDict
+
+
+class Memory(TypedDict, total=False):
+    id: str
+    content: str
+    category: str
+    tags: list[str]
+    created_at: str
+
+
+class NewMemory(TypedDict, total=False):
+    content: str
+    tags: list[str]
+
+
+class TranscriptSegment(TypedDict, total=False):
+    text: str
+    speaker: str
+    is_user: bool
+    start: float
+    end: float
+
+
+class Structured(TypedDict, total=False):
+    title: str
+    overview: str
+    emoji: str
+    category: str
+    action_items: list[Any]
+    events: list[Any]
+
+
+class Geolocation(TypedDict, total=False):
+    latitude: float
+    longitude: float
+
+
+class Conversation(TypedDict, total=False):
+    id: str
+    created_at: str
+    started_at: str
+    finished_at: str
+    source: str
+    structured: Structured
+    transcript_segments: list[TranscriptSegment]
+    language: str
+    geolocation: Geolocation | None
+    status: str
+
+
+class ConversationSearch(TypedDict):
+    conversations: list[Conversation]
+    total_pages: int
+    current_page: int
+    per_page: int
+
+
+class Task(TypedDict, total=False):
+    id: str
+    description: str
+    completed: bool
+    created_at: str
+    due_at: str | None
+
+
+class NotificationResult(TypedDict):
+    status: str
+    rate_limit_remaining: int | None
+
+
+def iso_datetime(value: datetime, name: str) -> str:
+    """ISO-8601 with a timezone; a naive datetime is refused rather than guessed."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name} is a naive datetime; OMI needs a timezone. Pass an aware one, "
+            "e.g. datetime.now(timezone.utc)."
+        )
+    return value.isoformat()
+
+
+def date_param(value: date | datetime | str | None, name: str) -> str | None:
+    """A date filter as OMI accepts it: ISO-8601 with a timezone, or ``YYYY-MM-DD``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return iso_datetime(value, name)
+    return value.isoformat()
