@@ -7,12 +7,22 @@ Register :data:`omi_bp`, protect views with :func:`omi_login_required`, read
 from __future__ import annotations
 
 from .blueprint import OmiBlueprint, omi_bp
+from .client import OmiClient, omi_client
 from .decorators import omi_login_required
 from .errors import (
+    OmiApiError,
+    OmiAppNotEnabled,
+    OmiAuthError,
     OmiCallbackError,
     OmiConfigError,
     OmiError,
+    OmiNotFound,
+    OmiPermissionError,
+    OmiRateLimited,
+    OmiServerError,
     OmiSignInError,
+    OmiTransportError,
+    OmiValidationError,
     StateExpired,
     StateMismatch,
     StateMissing,
@@ -31,12 +41,22 @@ __version__ = "0.1.0"
 __all__ = [
     "ANONYMOUS",
     "AnonymousOmiUser",
+    "OmiApiError",
+    "OmiAppNotEnabled",
+    "OmiAuthError",
     "OmiBlueprint",
     "OmiCallbackError",
+    "OmiClient",
     "OmiConfigError",
     "OmiError",
+    "OmiNotFound",
+    "OmiPermissionError",
+    "OmiRateLimited",
+    "OmiServerError",
     "OmiSignInError",
+    "OmiTransportError",
     "OmiUser",
+    "OmiValidationError",
     "StateExpired",
     "StateMismatch",
     "StateMissing",
@@ -50,6 +70,7 @@ __all__ = [
     "login_omi_user",
     "logout_omi_user",
     "omi_bp",
+    "omi_client",
     "omi_logged_in",
     "omi_logged_out",
     "omi_login_failed",

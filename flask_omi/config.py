@@ -20,6 +20,12 @@ DEFAULTS: dict[str, Any] = {
     "OMI_LOGIN_REDIRECT": "/",
     "OMI_LOGOUT_REDIRECT": "/",
     "OMI_LOGOUT_ALLOW_GET": False,
+    "OMI_API_KEY": None,
+    "OMI_API_TIMEOUT": 10.0,
+    "OMI_API_MAX_ATTEMPTS": 3,
+    "OMI_API_DEADLINE": 30.0,
+    "OMI_VERIFY_UID": False,
+    "OMI_VERIFY_TIMEOUT": 5.0,
 }
 
 
@@ -40,7 +46,13 @@ def check_config(app: App) -> None:
             "flask-omi needs SECRET_KEY: sign-in state is kept in the session, which Flask can only "
             "sign with a secret key. Set app.config['SECRET_KEY'] before registering omi_bp."
         )
-    for key in ("OMI_STATE_MAX_AGE", "OMI_MAX_PENDING_SIGNINS"):
+    if app.config["OMI_VERIFY_UID"] and not app.config.get("OMI_API_KEY"):
+        raise OmiConfigError(
+            "OMI_VERIFY_UID asks OMI whether each uid enabled the app, which needs OMI_API_KEY "
+            "(the app's secret key from OMI's developer settings)."
+        )
+    numbers = ("OMI_STATE_MAX_AGE", "OMI_MAX_PENDING_SIGNINS", "OMI_API_TIMEOUT", "OMI_API_MAX_ATTEMPTS")
+    for key in (*numbers, "OMI_API_DEADLINE", "OMI_VERIFY_TIMEOUT"):
         value = app.config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise OmiConfigError(f"{key} must be a positive number, not {value!r}.")

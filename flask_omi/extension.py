@@ -9,11 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
 from .errors import OmiConfigError
+
+if TYPE_CHECKING:
+    from .client import OmiClient
 
 UserLoader = Callable[[str], Any]
 UidVerifier = Callable[[str], Any]
@@ -38,6 +41,8 @@ class OmiExtension:
     endpoint_prefix: str
     #: Seconds since the epoch. Replace it in tests to move time without sleeping.
     clock: Callable[[], float] = time.time
+    #: The app's API client, built on first use by ``omi_client()``.
+    client: OmiClient | None = None
 
     def endpoint(self, name: str) -> str:
         return f"{self.endpoint_prefix}.{name}"

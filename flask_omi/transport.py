@@ -180,7 +180,7 @@ class Transport:
             raise error
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.policy.max_backoff, self.policy.backoff * 2 ** (attempt - 1))
+        base = min(self.policy.max_backoff, self.policy.backoff * 2.0 ** (attempt - 1))
         return base * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not security)
 
     def _can_wait(self, wait: float, attempt: int, ends: float) -> bool:

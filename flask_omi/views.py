@@ -9,7 +9,16 @@ from urllib.parse import urlencode
 from flask import Response, current_app, jsonify, redirect, render_template, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
-from .errors import OmiCallbackError, StateMismatch, UidInvalid, UidMissing, UidRejected
+from .client import omi_client
+from .errors import (
+    OmiApiError,
+    OmiCallbackError,
+    StateMismatch,
+    UidInvalid,
+    UidMissing,
+    UidRejected,
+    UidVerificationUnavailable,
+)
 from .extension import get_extension
 from .responses import json_error, login_url, no_store
 from .signals import omi_login_failed
@@ -62,6 +71,8 @@ def callback() -> BaseResponse:
             raise UidMissing()
         if not is_valid_uid(uid):
             raise UidInvalid()
+        if current_app.config["OMI_VERIFY_UID"]:
+            _verify_with_omi(uid)
         for verifier in get_extension().handlers.uid_verifiers:
             if not current_app.ensure_sync(verifier)(uid):
                 raise UidRejected()
@@ -74,6 +85,18 @@ def callback() -> BaseResponse:
     login_omi_user(uid)
     target = safe_next_path(next_path) or current_app.config["OMI_LOGIN_REDIRECT"]
     return redirect(target)
+
+
+def _verify_with_omi(uid: str) -> None:
+    """Refuse a uid that has not enabled this app; fail closed when OMI cannot tell."""
+    deadline = float(current_app.config["OMI_VERIFY_TIMEOUT"])
+    try:
+        enabled = omi_client().is_app_enabled(uid, deadline=deadline)
+    except OmiApiError as error:
+        logger.error("OMI sign-in: could not verify the uid with OMI (%s)", error.error_code)
+        raise UidVerificationUnavailable() from None
+    if not enabled:
+        raise UidRejected()
 
 
 def _without_state() -> BaseResponse:

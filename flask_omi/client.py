@@ -1,0 +1,302 @@
+"""``OmiClient``: act for a user through OMI's app API, with the app's secret key.
+
+Framework-neutral; :func:`omi_client` returns the Flask app's shared client. One method per
+endpoint, named after what it does; ``iter_*`` page through everything with bounded page sizes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from typing import Any, cast
+
+import requests
+from flask import current_app
+from requests.adapters import HTTPAdapter
+
+from .errors import OmiAppNotEnabled, OmiConfigError, OmiPermissionError
+from .extension import get_extension
+from .models import (
+    Conversation,
+    ConversationSearch,
+    Geolocation,
+    Memory,
+    NewMemory,
+    NotificationResult,
+    Task,
+    date_param,
+    iso_datetime,
+)
+from .transport import RetryPolicy, Transport
+
+DEFAULT_BASE_URL = "https://api.omi.me"
+MAX_PAGE_SIZE = 1000
+#: Upper bound on pages an ``iter_*`` call fetches, so a misbehaving server cannot loop it forever.
+MAX_PAGES = 10_000
+
+DateLike = date | datetime | str | None
+
+
+class OmiClient:
+    """A client for one OMI app. Thread-safe: share one per app (``omi_client()`` does)."""
+
+    def __init__(
+        self,
+        app_id: str,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 10.0,
+        max_attempts: int = 3,
+        deadline: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not app_id or not api_key:
+            raise OmiConfigError("OmiClient needs an app id and the app's API key (sk_...).")
+        self.app_id = app_id
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._transport = Transport(
+            base_url,
+            api_key,
+            timeout=timeout,
+            policy=RetryPolicy(max_attempts=max(1, max_attempts), deadline=deadline),
+            session=session,
+        )
+        self._prefix = f"/v2/integrations/{app_id}"
+
+    def __repr__(self) -> str:
+        return f"OmiClient(app_id={self.app_id!r}, base_url={self._transport.base_url!r})"
+
+    @property
+    def session(self) -> requests.Session:
+        return self._transport.session
+
+    def close(self) -> None:
+        self._transport.session.close()
+
+    def _get(self, path: str, params: dict[str, Any], *, deadline: float | None = None) -> Any:
+        body, _ = self._transport.request(
+            "GET", self._prefix + path, params=params, idempotent=True, deadline=deadline
+        )
+        return body
+
+    def _post(self, path: str, params: dict[str, Any], json: Any = None, *, idempotent: bool = False) -> Any:
+        return self._transport.request(
+            "POST", self._prefix + path, params=params, json=json, idempotent=idempotent
+        )
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def create_conversation(
+        self,
+        uid: str,
+        text: str,
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        text_source: str = "audio_transcript",
+        text_source_spec: str | None = None,
+        language: str | None = None,
+        geolocation: Geolocation | None = None,
+    ) -> None:
+        """Create a conversation from text (OMI processes it as if recorded). 10 per hour per user."""
+        body: dict[str, Any] = {"text": text, "text_source": text_source}
+        if started_at is not None:
+            body["started_at"] = iso_datetime(started_at, "started_at")
+        if finished_at is not None:
+            body["finished_at"] = iso_datetime(finished_at, "finished_at")
+        optional = {"text_source_spec": text_source_spec, "language": language, "geolocation": geolocation}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        self._post("/user/conversations", {"uid": uid}, body)
+
+    def create_memories(
+        self,
+        uid: str,
+        *,
+        text: str | None = None,
+        memories: Sequence[NewMemory] | None = None,
+        text_source: str = "other",
+        text_source_spec: str | None = None,
+        source_id: str | None = None,
+        source_url: str | None = None,
+    ) -> None:
+        """Add memories, given directly or as text for OMI to extract them from. 60 per hour."""
+        if not text and not memories:
+            raise ValueError("create_memories needs text, memories, or both")
+        body: dict[str, Any] = {"text_source": text_source}
+        optional = {
+            "text": text,
+            "memories": list(memories) if memories else None,
+            "text_source_spec": text_source_spec,
+            "source_id": source_id,
+            "source_url": source_url,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        self._post("/user/memories", {"uid": uid}, body)
+
+    def send_notification(self, uid: str, message: str) -> NotificationResult:
+        """Push a notification to the user's phone. About 10 per user per clock hour."""
+        body, response = self._post("/notification", {"uid": uid, "message": message})
+        remaining = response.headers.get("X-RateLimit-Remaining")
+        status = body.get("status", "") if isinstance(body, dict) else ""
+        return {"status": str(status), "rate_limit_remaining": int(remaining) if remaining else None}
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def get_memories(self, uid: str, *, limit: int = 100, offset: int = 0) -> list[Memory]:
+        _check_page(limit, offset)
+        body = self._get("/memories", {"uid": uid, "limit": limit, "offset": offset})
+        return cast(list[Memory], _items(body, "memories"))
+
+    def get_conversations(
+        self,
+        uid: str,
+        *,
+        limit: int = 25,
+        offset: int = 0,
+        include_discarded: bool = False,
+        statuses: Sequence[str] | None = None,
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+        max_transcript_segments: int = 100,
+    ) -> list[Conversation]:
+        _check_page(limit, offset)
+        if not -1 <= max_transcript_segments <= 1000:
+            raise ValueError("max_transcript_segments must be from -1 (all) to 1000")
+        params = {
+            "uid": uid,
+            "limit": limit,
+            "offset": offset,
+            "include_discarded": str(include_discarded).lower(),
+            "statuses": ",".join(statuses) if statuses else None,
+            "start_date": date_param(start_date, "start_date"),
+            "end_date": date_param(end_date, "end_date"),
+            "max_transcript_segments": max_transcript_segments,
+        }
+        return cast(list[Conversation], _items(self._get("/conversations", params), "conversations"))
+
+    def search_conversations(
+        self,
+        uid: str,
+        query: str,
+        *,
+        page: int = 1,
+        per_page: int = 10,
+        include_discarded: bool = False,
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+    ) -> ConversationSearch:
+        body = {
+            "query": query,
+            "page": page,
+            "per_page": per_page,
+            "include_discarded": include_discarded,
+            "start_date": date_param(start_date, "start_date"),
+            "end_date": date_param(end_date, "end_date"),
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        # A search changes nothing, so it may be retried like a read.
+        answer, _ = self._post("/search/conversations", {"uid": uid}, body, idempotent=True)
+        return cast(ConversationSearch, answer)
+
+    def get_tasks(
+        self,
+        uid: str,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        completed: bool | None = None,
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+    ) -> list[Task]:
+        _check_page(limit, offset)
+        params = {
+            "uid": uid,
+            "limit": limit,
+            "offset": offset,
+            "completed": None if completed is None else str(completed).lower(),
+            "start_date": date_param(start_date, "start_date"),
+            "end_date": date_param(end_date, "end_date"),
+        }
+        return cast(list[Task], _items(self._get("/tasks", params), "tasks"))
+
+    def iter_memories(self, uid: str, *, page_size: int = 100) -> Iterator[Memory]:
+        yield from _paged(lambda limit, offset: self.get_memories(uid, limit=limit, offset=offset), page_size)
+
+    def iter_conversations(self, uid: str, *, page_size: int = 25, **filters: Any) -> Iterator[Conversation]:
+        yield from _paged(
+            lambda limit, offset: self.get_conversations(uid, limit=limit, offset=offset, **filters),
+            page_size,
+        )
+
+    def iter_tasks(self, uid: str, *, page_size: int = 100, **filters: Any) -> Iterator[Task]:
+        yield from _paged(
+            lambda limit, offset: self.get_tasks(uid, limit=limit, offset=offset, **filters), page_size
+        )
+
+    # -- uid verification -------------------------------------------------------------------------------
+    def is_app_enabled(self, uid: str, *, deadline: float | None = None) -> bool:
+        """Whether ``uid`` has enabled this app in OMI.
+
+        OMI has no endpoint for this; it checks "enabled" before the capability, so a one-item
+        memories read answers 403 "App is not enabled for this user" exactly when it has not.
+        """
+        try:
+            self._get("/memories", {"uid": uid, "limit": 1, "offset": 0}, deadline=deadline)
+        except OmiAppNotEnabled:
+            return False
+        except OmiPermissionError:
+            return True  # enabled, but the app may not read memories
+        return True
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be from 1 to {MAX_PAGE_SIZE}")
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+
+
+def _items(body: Any, key: str) -> list[Any]:
+    items = body.get(key) if isinstance(body, dict) else None
+    return items if isinstance(items, list) else []
+
+
+def _paged(fetch: Any, page_size: int) -> Iterator[Any]:
+    _check_page(page_size, 0)
+    for page in range(MAX_PAGES):
+        items = fetch(page_size, page * page_size)
+        yield from items
+        if len(items) < page_size:
+            return
+
+
+_client_lock = threading.Lock()
+
+
+def omi_client() -> OmiClient:
+    """The current app's client, built once from ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``."""
+    ext = get_extension()
+    client = ext.client
+    if client is None:
+        with _client_lock:
+            client = ext.client
+            if client is None:
+                client = ext.client = build_client(current_app.config)
+    return client
+
+
+def build_client(config: Any) -> OmiClient:
+    if not config.get("OMI_API_KEY"):
+        raise OmiConfigError("OMI_API_KEY is not set: copy the app's secret key (sk_...) from OMI.")
+    return OmiClient(
+        config["OMI_APP_ID"],
+        config["OMI_API_KEY"],
+        base_url=config["OMI_API_BASE"],
+        timeout=float(config["OMI_API_TIMEOUT"]),
+        max_attempts=int(config["OMI_API_MAX_ATTEMPTS"]),
+        deadline=float(config["OMI_API_DEADLINE"]),
+    )
