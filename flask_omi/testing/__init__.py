@@ -12,7 +12,7 @@ from ..user import UID_KEY
 from ..validation import is_valid_uid
 from .fake_omi import FakeOmi, FakeOmiRefused
 from .server import LiveServer
-from .store import ALL_ACTIONS, FakeApp, FakeOmiStore
+from .store import ALL_ACTIONS, FakeApp, FakeOmiStore, Fault
 
 
 def sign_in_test_client(client: FlaskClient, uid: str) -> None:
@@ -29,6 +29,7 @@ __all__ = [
     "FakeOmi",
     "FakeOmiRefused",
     "FakeOmiStore",
+    "Fault",
     "LiveServer",
     "sign_in_test_client",
 ]

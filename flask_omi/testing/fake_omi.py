@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from flask import Flask
+from flask import Flask, Response, request
 
 from .api_routes import api
 from .oauth_routes import ID_TOKEN_PREFIX, oauth
@@ -40,6 +40,18 @@ class FakeOmi(FakeOmiStore):
         app.extensions["fake_omi"] = self
         app.register_blueprint(oauth)
         app.register_blueprint(api)
+
+        @app.before_request
+        def misbehave() -> Response | None:
+            fault = self.take_fault(request.method, request.path)
+            if fault is None:
+                return None
+            time.sleep(min(fault.delay, 30.0))
+            if fault.status is None:
+                return None
+            return Response(
+                fault.body, status=fault.status, headers=fault.headers, mimetype="application/json"
+            )
 
         @app.get("/_fake/health")
         def health() -> dict[str, Any]:

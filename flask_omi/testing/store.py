@@ -28,6 +28,25 @@ LIMITS = {
 
 
 @dataclass
+class Fault:
+    """A scripted misbehaviour for the next ``times`` requests whose path contains ``path``.
+
+    ``delay`` seconds pass first (at most 30); then, with a ``status``, that answer is sent instead
+    of the real one (``body`` as is, so it may be invalid JSON); without one, the request is served
+    normally, late.
+    """
+
+    path: str = ""
+    method: str | None = None
+    status: int | None = None
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    times: int = 1
+    hits: int = 0
+
+
+@dataclass
 class FakeApp:
     app_id: str
     name: str
@@ -63,6 +82,8 @@ class FakeOmiStore:
         self.tasks: dict[str, list[dict[str, Any]]] = {}
         self.notifications: dict[str, list[str]] = {}
         self._windows: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.faults: list[Fault] = []
+        self.requests_seen: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
 
     # -- apps ---------------------------------------------------------------------------------------
@@ -164,6 +185,23 @@ class FakeOmiStore:
             self.add_memory(uid, content)
         for text in conversations:
             self.add_conversation(uid, text)
+
+    # -- faults ---------------------------------------------------------------------------------------
+    def inject_fault(self, path: str = "", **options: Any) -> Fault:
+        """Make matching requests misbehave; see :class:`Fault`. Returns it, to read ``hits``."""
+        fault = Fault(path=path, **options)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            self.requests_seen.append((method, path))
+            for fault in self.faults:
+                if fault.path in path and fault.method in (None, method) and fault.hits < fault.times:
+                    fault.hits += 1
+                    return fault
+        return None
 
     # -- rate limits --------------------------------------------------------------------------------
     def take_rate(self, kind: str, app_id: str, uid: str) -> tuple[bool, int, int]:
