@@ -10,10 +10,10 @@ import os
 import secrets
 from typing import Any
 
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from flask_omi import OmiBlueprint, current_omi_user, omi_login_required
+from flask_omi import OmiApiError, OmiBlueprint, current_omi_user, omi_client, omi_login_required
 from flask_omi.validation import is_valid_uid
 
 from .store import SetupStore
@@ -50,7 +50,34 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @omi_login_required
     def dashboard() -> str:
         uid = current_omi_user.uid
-        return render_template("dashboard.html", uid=uid, display_name=setups.display_name(uid))
+        memories, problem = None, None
+        if app.config.get("OMI_API_KEY"):
+            try:
+                memories = omi_client().get_memories(uid, limit=20)
+            except OmiApiError as error:
+                problem = f"OMI did not answer ({error.error_code})."
+        return render_template(
+            "dashboard.html",
+            uid=uid,
+            display_name=setups.display_name(uid),
+            memories=memories,
+            problem=problem,
+            csrf_token=_csrf_token(),
+        )
+
+    @app.post("/memories")
+    @omi_login_required
+    def add_memory() -> Response:
+        if not secrets.compare_digest(request.form.get("csrf_token", ""), _csrf_token()):
+            abort(400, "The form expired; please reload the page.")
+        content = request.form.get("content", "").strip()[:500]
+        if content:
+            try:
+                omi_client().create_memories(current_omi_user.uid, memories=[{"content": content}])
+                flash("Memory added to OMI.")
+            except OmiApiError as error:
+                flash(f"OMI refused the memory ({error.error_code}).")
+        return redirect(url_for("dashboard"))
 
     @app.route("/setup", methods=["GET", "POST"])
     def setup() -> str | Response:
@@ -67,3 +94,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("setup.html", uid=uid, done=request.args.get("done"))
 
     return app
+
+
+def _csrf_token() -> str:
+    """A per-session token for the example's own forms (flask-omi's routes need none)."""
+    token = session.get("example_csrf")
+    if not isinstance(token, str):
+        token = session["example_csrf"] = secrets.token_urlsafe(32)
+    return token

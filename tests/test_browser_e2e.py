@@ -60,12 +60,14 @@ def site(tmp_path: Path) -> Iterator[Site]:
             {"OMI_APP_ID": "e2e-app", "OMI_API_BASE": fake.url, "EXAMPLE_DB": str(tmp_path / "e2e.db")}
         )
         server = LiveServer(app).bind()
-        fake.register_app(
+        _, api_key = fake.register_app(
             "e2e-app",
             name="Example OMI app",
             app_home_url=f"{server.url}/omi/callback",
             setup_completed_url=f"{server.url}/omi/setup-completed",
         )
+        app.config["OMI_API_KEY"] = api_key
+        fake.add_memory("alice", "Alice likes green tea")
         app.extensions["example_setups"].complete("alice", "Alice")
         app.extensions["example_setups"].complete("bob", "Bob")
         server.start()
@@ -104,6 +106,11 @@ def test_sign_in_reload_sign_out_and_protected_page(page: Any, site: Site) -> No
     page.wait_for_url(f"{site.url}/dashboard")
     assert page.text_content("#uid") == "alice"
     assert "(Alice)" in page.text_content("main")
+    assert page.text_content("#memories") == "Alice likes green tea"
+    page.fill("#content", "Alice plays chess on Sundays")
+    page.click("#add-memory")
+    page.wait_for_selector("#flash:has-text('Memory added to OMI.')")
+    assert page.text_content("#memories li:first-child") == "Alice plays chess on Sundays"
     shot(page, "03-dashboard")
 
     page.reload()

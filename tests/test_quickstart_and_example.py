@@ -11,7 +11,7 @@ from flask import Flask
 
 from example_app import create_app
 from example_app.__main__ import DEMO_UID, demo_app
-from flask_omi.testing import FakeOmi, FakeOmiRefused, LiveServer
+from flask_omi.testing import FakeOmi, FakeOmiRefused, LiveServer, sign_in_test_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,3 +92,35 @@ def test_demo_mode_wires_the_fake_omi(tmp_path: Path) -> None:
         ).get_json() == {"is_setup_completed": True}
     finally:
         fake.stop()
+
+
+def test_example_dashboard_lists_and_adds_memories(tmp_path: Path, fake_omi: FakeOmi) -> None:
+    _, key = fake_omi.register_app("ex", app_home_url="http://127.0.0.1:9/omi/callback")
+    fake_omi.enable_app("u1", "ex")
+    fake_omi.add_memory("u1", "Knows three languages")
+    app = create_app(
+        {
+            "OMI_APP_ID": "ex",
+            "OMI_API_KEY": key,
+            "OMI_API_BASE": fake_omi.url,
+            "EXAMPLE_DB": str(tmp_path / "m.db"),
+        }
+    )
+    client = app.test_client()
+    sign_in_test_client(client, "u1")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "<li>Knows three languages</li>" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    assert client.post("/memories", data={"content": "x", "csrf_token": "forged"}).status_code == 400
+    added = client.post(
+        "/memories", data={"content": "Runs on Tuesdays", "csrf_token": token.group(1)}, follow_redirects=True
+    )
+    assert "Memory added to OMI." in added.get_data(as_text=True)
+    assert [m["content"] for m in fake_omi.memories["u1"]] == ["Knows three languages", "Runs on Tuesdays"]
+    fake_omi.disable_app("u1", "ex")
+    assert "OMI did not answer (omi_app_not_enabled)" in client.get("/dashboard").get_data(as_text=True)
+    refused = client.post(
+        "/memories", data={"content": "y", "csrf_token": token.group(1)}, follow_redirects=True
+    )
+    assert "OMI refused the memory (omi_app_not_enabled)" in refused.get_data(as_text=True)
