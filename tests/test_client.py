@@ -145,6 +145,7 @@ def test_local_argument_errors(world: tuple[FakeOmi, OmiClient, str]) -> None:
 
 def test_every_error_class(world: tuple[FakeOmi, OmiClient, str]) -> None:
     fake, client, _ = world
+    fake.clock = lambda: 1_800_000_000.0  # all in one rate-limit hour, whenever the test runs
     with pytest.raises(OmiAuthError) as auth:
         OmiClient("app1", "sk_wrong", base_url=fake.url).get_memories("u1")
     assert (auth.value.status, auth.value.detail, auth.value.method) == (403, "Invalid API key", "GET")
