@@ -13,12 +13,20 @@ from typing import Any
 from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from flask_omi import OmiApiError, OmiBlueprint, current_omi_user, omi_client, omi_login_required
+from flask_omi import (
+    ConversationCreated,
+    OmiApiError,
+    OmiBlueprint,
+    OmiWebhooks,
+    current_omi_user,
+    omi_client,
+    omi_login_required,
+)
 from flask_omi.validation import is_valid_uid
 
-from .store import SetupStore
+from .store import ExampleStore
 
-ENV_KEYS = ("OMI_APP_ID", "OMI_API_KEY", "OMI_API_BASE", "SECRET_KEY")
+ENV_KEYS = ("OMI_APP_ID", "OMI_API_KEY", "OMI_API_BASE", "OMI_WEBHOOK_SECRET", "SECRET_KEY")
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -31,7 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update({key: os.environ[key] for key in ENV_KEYS if os.environ.get(key)})
     app.config.update(config or {})
     os.makedirs(os.path.dirname(app.config["EXAMPLE_DB"]) or ".", exist_ok=True)
-    setups = SetupStore(app.config["EXAMPLE_DB"])
+    setups = ExampleStore(app.config["EXAMPLE_DB"])
     app.extensions["example_setups"] = setups
 
     omi = OmiBlueprint()
@@ -41,6 +49,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return setups.is_complete(uid)
 
     app.register_blueprint(omi)
+
+    hooks = OmiWebhooks()
+
+    @hooks.on_conversation_created
+    def conversation_created(event: ConversationCreated) -> None:
+        title = event.structured.title or "(untitled)"
+        app.logger.info("OMI sent conversation %s for uid %s", event.id, event.uid)
+        setups.record_conversation(event.uid, event.id, title)
+
+    app.register_blueprint(hooks)
 
     @app.get("/")
     def index() -> str:
@@ -62,13 +80,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             display_name=setups.display_name(uid),
             memories=memories,
             problem=problem,
-            csrf_token=_csrf_token(),
+            received=setups.received_conversations(uid),
+            csrf_token=csrf_token(),
         )
 
     @app.post("/memories")
     @omi_login_required
     def add_memory() -> Response:
-        if not secrets.compare_digest(request.form.get("csrf_token", ""), _csrf_token()):
+        if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
             abort(400, "The form expired; please reload the page.")
         content = request.form.get("content", "").strip()[:500]
         if content:
@@ -96,7 +115,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _csrf_token() -> str:
+def csrf_token() -> str:
     """A per-session token for the example's own forms (flask-omi's routes need none)."""
     token = session.get("example_csrf")
     if not isinstance(token, str):

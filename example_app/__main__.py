@@ -9,16 +9,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 
-from flask import Flask, redirect, request
+from flask import Flask, abort, redirect, request, url_for
 from werkzeug.wrappers import Response
 
+from flask_omi import current_omi_user, omi_login_required
 from flask_omi.testing import FakeOmi
 
-from . import create_app
+from . import create_app, csrf_token
 
 DEMO_APP_ID = "example-app"
 DEMO_UID = "fake-user-1"
+DEMO_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
 
 
 def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Flask, FakeOmi]:
@@ -31,11 +34,32 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
         app_home_url=f"{base}/omi/callback",
         setup_completed_url=f"{base}/omi/setup-completed",
         auth_steps=[{"name": "Set up Example OMI app", "url": f"{base}/setup"}],
+        webhook_url=f"{base}/omi/webhooks/conversation",
+        triggers_on="memory_creation",
+        webhook_secret=DEMO_WEBHOOK_SECRET,
     )
     fake.seed(DEMO_UID, memories=["Likes green tea", "Is learning the cello"])
-    config = {"OMI_APP_ID": DEMO_APP_ID, "OMI_API_KEY": api_key, "OMI_API_BASE": fake.url}
+    config = {
+        "OMI_APP_ID": DEMO_APP_ID,
+        "OMI_API_KEY": api_key,
+        "OMI_API_BASE": fake.url,
+        "OMI_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+    }
     app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
     app.extensions["example_setups"].complete(DEMO_UID, "Demo user")
+
+    app.jinja_env.globals["demo"] = True
+
+    @app.post("/demo/send-conversation")
+    @omi_login_required
+    def demo_send_conversation() -> Response:
+        """Demo only: ask the fake OMI to post a conversation to this app's webhook, signed."""
+        if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
+            abort(400, "The form expired; please reload the page.")
+        topic = secrets.choice(["the weekend hike", "a book club pick", "the garden plan", "a recipe swap"])
+        conversation = fake.make_conversation(f"Talked about {topic}")
+        fake.trigger(DEMO_APP_ID, current_omi_user.uid, conversation)
+        return redirect(url_for("dashboard"))
 
     @app.before_request
     def one_host_only() -> Response | None:

@@ -1,4 +1,4 @@
-"""The example app's own data, in SQLite: who finished set-up, under which display name."""
+"""The example app's own data, in SQLite: who finished set-up, and conversations OMI sent."""
 
 from __future__ import annotations
 
@@ -13,10 +13,16 @@ CREATE TABLE IF NOT EXISTS setups (
     display_name TEXT NOT NULL,
     completed_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS received_conversations (
+    uid TEXT NOT NULL,
+    conversation_id TEXT,
+    title TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
 """
 
 
-class SetupStore:
+class ExampleStore:
     def __init__(self, path: str) -> None:
         self.path = path
         with self._connect() as db:
@@ -42,3 +48,19 @@ class SetupStore:
 
     def is_complete(self, uid: str) -> bool:
         return self.display_name(uid) is not None
+
+    def record_conversation(self, uid: str, conversation_id: str | None, title: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO received_conversations (uid, conversation_id, title, received_at) "
+                "VALUES (?, ?, ?, ?)",
+                (uid, conversation_id, title, int(time.time())),
+            )
+
+    def received_conversations(self, uid: str, limit: int = 10) -> list[str]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT title FROM received_conversations WHERE uid = ? ORDER BY rowid DESC LIMIT ?",
+                (uid, limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]

@@ -23,6 +23,7 @@ from .errors import (
     OmiSignInError,
     OmiTransportError,
     OmiValidationError,
+    OmiWebhookError,
     StateExpired,
     StateMismatch,
     StateMissing,
@@ -32,15 +33,21 @@ from .errors import (
     UidMissing,
     UidRejected,
     UidVerificationUnavailable,
+    WebhookPayloadError,
+    WebhookSignatureError,
 )
 from .signals import omi_logged_in, omi_logged_out, omi_login_failed
 from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
+from .webhook_payloads import AudioChunk, ConversationCreated, Structured, TranscriptBatch, TranscriptSegment
+from .webhooks import OmiWebhooks, omi_webhooks
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANONYMOUS",
     "AnonymousOmiUser",
+    "AudioChunk",
+    "ConversationCreated",
     "OmiApiError",
     "OmiAppNotEnabled",
     "OmiAuthError",
@@ -57,15 +64,22 @@ __all__ = [
     "OmiTransportError",
     "OmiUser",
     "OmiValidationError",
+    "OmiWebhookError",
+    "OmiWebhooks",
     "StateExpired",
     "StateMismatch",
     "StateMissing",
     "StateReused",
     "StateSuperseded",
+    "Structured",
+    "TranscriptBatch",
+    "TranscriptSegment",
     "UidInvalid",
     "UidMissing",
     "UidRejected",
     "UidVerificationUnavailable",
+    "WebhookPayloadError",
+    "WebhookSignatureError",
     "current_omi_user",
     "login_omi_user",
     "logout_omi_user",
@@ -75,4 +89,5 @@ __all__ = [
     "omi_logged_out",
     "omi_login_failed",
     "omi_login_required",
+    "omi_webhooks",
 ]

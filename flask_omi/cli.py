@@ -17,6 +17,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .extension import get_extension
 from .state import new_state
 
+WEBHOOK_ENDPOINTS = {
+    "memory_creation": "conversation",
+    "transcript_processed": "transcript",
+    "audio_bytes": "audio",
+}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -32,10 +37,17 @@ def external_urls(base_url: str) -> dict[str, str]:
     ext = get_extension()
     parts = urlsplit(base_url)
     with current_app.test_request_context("/", base_url=f"{parts.scheme}://{parts.netloc}{parts.path}"):
-        return {
+        urls = {
             "App Home URL": url_for(ext.endpoint("callback"), _external=True),
             "Setup completed URL": url_for(ext.endpoint("setup_completed"), _external=True),
         }
+        webhooks = current_app.extensions.get("omi_webhooks")
+        if webhooks is not None:
+            for trigger, endpoint in WEBHOOK_ENDPOINTS.items():
+                urls[f"Webhook URL ({trigger})"] = url_for(
+                    f"{webhooks.endpoint_prefix}.{endpoint}", _external=True
+                )
+        return urls
 
 
 def check_settings(base_url: str, behind_proxy: bool) -> Findings:
@@ -66,6 +78,11 @@ def check_settings(base_url: str, behind_proxy: bool) -> Findings:
         found.problems.append(
             "SESSION_COOKIE_SECURE is off outside debug: the session cookie (your users' sign-in) "
             "would also travel over plain http."
+        )
+    if "omi_webhooks" in app.extensions and not config.get("OMI_WEBHOOK_SECRET"):
+        found.warnings.append(
+            "OMI_WEBHOOK_SECRET is not set: webhooks are accepted unsigned, so anyone who knows the "
+            "URL can post events for any uid. Set it if OMI signs your webhooks."
         )
     if not isinstance(app.wsgi_app, ProxyFix):
         message = (

@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "OMI_API_DEADLINE": 30.0,
     "OMI_VERIFY_UID": False,
     "OMI_VERIFY_TIMEOUT": 5.0,
+    "OMI_WEBHOOK_SECRET": None,
+    "OMI_WEBHOOK_MAX_BYTES": 5 * 1024 * 1024,
+    "OMI_WEBHOOK_TOLERANCE": 300,
 }
 
 

@@ -175,3 +175,26 @@ class OmiTransportError(OmiApiError):
     """No usable answer: a timeout, a refused or broken connection, or a body that is not JSON."""
 
     error_code = "omi_transport_error"
+
+
+class OmiWebhookError(OmiError):
+    """A webhook request was refused before its handler ran; answered as JSON with ``status``."""
+
+    error_code = "webhook_error"
+    status = 400
+
+    def __init__(self, error_code: str, description: str, status: int | None = None) -> None:
+        super().__init__(description)
+        self.error_code, self.description = error_code, description
+        if status is not None:
+            self.status = status
+
+
+class WebhookSignatureError(OmiWebhookError):
+    """``X-Omi-Signature`` missing, malformed, stale or wrong (401)."""
+
+    status = 401
+
+
+class WebhookPayloadError(OmiWebhookError):
+    """The body or query is not what OMI sends for this kind of webhook (400, or 413 when too big)."""

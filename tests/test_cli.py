@@ -141,3 +141,17 @@ def test_fake_server_command(tmp_path: Path) -> None:
         output = proc.communicate(timeout=10)[0]
     assert "sk_given" not in output
     assert f"fake OMI on http://127.0.0.1:{port}" in output
+
+
+def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:
+    from flask_omi import OmiWebhooks
+
+    app = make_app(OmiBlueprint(), **GOOD)
+    app.register_blueprint(OmiWebhooks())
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert "Webhook URL (memory_creation): https://app.example.com/omi/webhooks/conversation" in result.stdout
+    assert (
+        "Webhook URL (transcript_processed): https://app.example.com/omi/webhooks/transcript" in result.stdout
+    )
+    assert "Webhook URL (audio_bytes): https://app.example.com/omi/webhooks/audio" in result.stdout
+    assert "OMI_WEBHOOK_SECRET is not set" in result.stderr

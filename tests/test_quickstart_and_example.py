@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 from pathlib import Path
 
 import requests
@@ -124,3 +125,32 @@ def test_example_dashboard_lists_and_adds_memories(tmp_path: Path, fake_omi: Fak
         "/memories", data={"content": "y", "csrf_token": token.group(1)}, follow_redirects=True
     )
     assert "OMI refused the memory (omi_app_not_enabled)" in refused.get_data(as_text=True)
+
+
+def test_demo_lists_conversations_the_fake_omi_posts_to_its_webhook(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app, fake = demo_app(port=port, fake_port=0, db_path=str(tmp_path / "demo.db"))
+    try:
+        with LiveServer(app, port=port) as server:
+            browser = requests.Session()
+            start = browser.get(f"{server.url}/omi/login?next=/dashboard", timeout=5)
+            page = browser.get(fake.sign_in(start.url, DEMO_UID, http=browser), timeout=5).text
+            assert 'id="no-received"' in page
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert token
+            forged = browser.post(f"{server.url}/demo/send-conversation", data={"csrf_token": "x"}, timeout=5)
+            assert forged.status_code == 400
+            after = browser.post(
+                f"{server.url}/demo/send-conversation", data={"csrf_token": token.group(1)}, timeout=10
+            )
+            received = re.findall(r'<ul class="items" id="received"><li>([^<]+)</li>', after.text)
+            assert received and received[0].startswith("Talked about ")
+            # The webhook is signed with the demo secret: an unsigned post is refused.
+            unsigned = requests.post(
+                f"{server.url}/omi/webhooks/conversation?uid={DEMO_UID}", json={}, timeout=5
+            )
+            assert unsigned.status_code == 401
+    finally:
+        fake.stop()

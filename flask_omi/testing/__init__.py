@@ -13,6 +13,7 @@ from ..validation import is_valid_uid
 from .fake_omi import FakeOmi, FakeOmiRefused
 from .server import LiveServer
 from .store import ALL_ACTIONS, FakeApp, FakeOmiStore, Fault
+from .webhook_sender import send_webhook, webhook_url
 
 
 def sign_in_test_client(client: FlaskClient, uid: str) -> None:
@@ -31,5 +32,7 @@ __all__ = [
     "FakeOmiStore",
     "Fault",
     "LiveServer",
+    "send_webhook",
     "sign_in_test_client",
+    "webhook_url",
 ]

@@ -136,6 +136,13 @@ class FakeOmiStore:
     def add_conversation(
         self, uid: str, text: str, *, started_at: str | None = None, **extra: Any
     ) -> dict[str, Any]:
+        conversation = self.make_conversation(text, started_at=started_at, **extra)
+        with self.lock:
+            self.conversations.setdefault(uid, []).append(conversation)
+        return conversation
+
+    def make_conversation(self, text: str, *, started_at: str | None = None, **extra: Any) -> dict[str, Any]:
+        """A conversation shaped as OMI stores and sends it (also the ``memory_creation`` body)."""
         now = utc_iso(self.clock())
         words = text.split()
         conversation = {
@@ -161,8 +168,6 @@ class FakeOmiStore:
             ],
             **extra,
         }
-        with self.lock:
-            self.conversations.setdefault(uid, []).append(conversation)
         return conversation
 
     def add_task(

@@ -1,0 +1,178 @@
+"""Typed views of what OMI's webhooks carry.
+
+Each object keeps the decoded JSON in ``raw``, so fields OMI adds later are never lost; missing
+optional fields become None or empty. A body of the wrong shape raises ``WebhookPayloadError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import WebhookPayloadError
+
+
+def _invalid(reason: str) -> WebhookPayloadError:
+    return WebhookPayloadError("payload_invalid", reason)
+
+
+def _str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"'{key}' must be a string")
+    return value
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(f"'{key}' must be a number")
+    return float(value)
+
+
+def _datetime(data: dict[str, Any], key: str) -> datetime | None:
+    value = _str(data, key)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _invalid(f"'{key}' is not an ISO-8601 date-time") from None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(f"{what} must be a JSON object")
+    return value
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid(f"'{key}' must be a list")
+    return value
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    text: str
+    speaker: str | None
+    is_user: bool
+    start: float | None
+    end: float | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, value: Any) -> TranscriptSegment:
+        data = _object(value, "a transcript segment")
+        return cls(
+            text=_str(data, "text") or "",
+            speaker=_str(data, "speaker"),
+            is_user=bool(data.get("is_user", False)),
+            start=_number(data, "start"),
+            end=_number(data, "end"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Structured:
+    title: str
+    overview: str
+    emoji: str | None
+    category: str | None
+    action_items: list[Any]
+    events: list[Any]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Structured:
+        data = _object(value if value is not None else {}, "'structured'")
+        return cls(
+            title=_str(data, "title") or "",
+            overview=_str(data, "overview") or "",
+            emoji=_str(data, "emoji"),
+            category=_str(data, "category"),
+            action_items=_list(data, "action_items"),
+            events=_list(data, "events"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ConversationCreated:
+    """``memory_creation``: a conversation OMI has just finished processing."""
+
+    uid: str
+    id: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    structured: Structured
+    transcript_segments: list[TranscriptSegment]
+    language: str | None
+    status: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, uid: str, value: Any) -> ConversationCreated:
+        data = _object(value, "the conversation")
+        return cls(
+            uid=uid,
+            id=_str(data, "id"),
+            created_at=_datetime(data, "created_at"),
+            started_at=_datetime(data, "started_at"),
+            finished_at=_datetime(data, "finished_at"),
+            structured=Structured.from_json(data.get("structured")),
+            transcript_segments=[TranscriptSegment.from_json(s) for s in _list(data, "transcript_segments")],
+            language=_str(data, "language"),
+            status=_str(data, "status"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class TranscriptBatch:
+    """``transcript_processed``: new live transcript segments of a session."""
+
+    uid: str
+    session_id: str | None
+    segments: list[TranscriptSegment]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, uid: str, value: Any) -> TranscriptBatch:
+        data = _object(value, "the transcript batch")
+        if "segments" not in data:
+            raise _invalid("'segments' is required")
+        return cls(
+            uid=uid,
+            session_id=_str(data, "session_id"),
+            segments=[TranscriptSegment.from_json(s) for s in _list(data, "segments")],
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """``audio_bytes``: raw PCM16 little-endian mono audio at ``sample_rate`` Hz."""
+
+    uid: str
+    sample_rate: int
+    data: bytes = field(repr=False)
+
+    @property
+    def samples(self) -> int:
+        return len(self.data) // 2
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return self.samples / self.sample_rate
