@@ -84,11 +84,14 @@ def login_omi_user(uid: str) -> None:
         raise UidInvalid()
     kept = carried_over(session)
     session.clear()
-    regenerate = getattr(current_app.session_interface, "regenerate", None)
-    if callable(regenerate):  # server-side sessions (Flask-Session) also get a new session id
-        regenerate(session)
     session.update(kept)
     session[UID_KEY] = uid
+    # Server-side sessions (Flask-Session) also get a new id, so a session id planted or seen
+    # before sign-in is worthless after it. Done once the session is non-empty: Flask-Session
+    # skips regenerating an empty one.
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+    if callable(regenerate):
+        regenerate(session)
     g.pop(_G_USER, None)
     logger.info("OMI sign-in: uid %s signed in", uid)
     omi_logged_in.send(current_app._get_current_object(), uid=uid)  # type: ignore[attr-defined]

@@ -77,3 +77,32 @@ def start_login(client: FlaskClient, next_path: str | None = None) -> str:
 
 
 StartLogin = Callable[..., str]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the attack and failure suite's table: cases tried and passed, per part."""
+    rows: dict[str, list[int]] = {}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "tests/attack/test_" not in nodeid or (
+                getattr(report, "when", "call") != "call" and outcome != "error"
+            ):
+                continue
+            part = nodeid.split("tests/attack/test_", 1)[1].split(".py", 1)[0]
+            cases = dict(getattr(report, "user_properties", [])).get("cases", 1)
+            row = rows.setdefault(part, [0, 0])
+            row[0] += int(cases)
+            row[1] += int(cases) if outcome == "passed" else 0
+    if not rows:
+        return
+    terminalreporter.write_sep("=", "attack and failure suite")
+    terminalreporter.write_line(f"{'part':<24}{'cases tried':>12}{'cases passed':>14}")
+    for part, (tried, passed) in sorted(rows.items()):
+        terminalreporter.write_line(f"{part:<24}{tried:>12}{passed:>14}")
+    total_tried, total_passed = sum(r[0] for r in rows.values()), sum(r[1] for r in rows.values())
+    terminalreporter.write_line(f"{'total':<24}{total_tried:>12}{total_passed:>14}")
+    from .attack import LOAD_RESULTS
+
+    for line in LOAD_RESULTS:
+        terminalreporter.write_line(line)
