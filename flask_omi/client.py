@@ -6,6 +6,7 @@ endpoint, named after what it does; ``iter_*`` page through everything with boun
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
@@ -56,10 +57,7 @@ class OmiClient:
             raise OmiConfigError("OmiClient needs an app id and the app's API key (sk_...).")
         self.app_id = app_id
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            session = _pooled_session(base_url)
         self._transport = Transport(
             base_url,
             api_key,
@@ -251,6 +249,25 @@ class OmiClient:
         except OmiPermissionError:
             return True  # enabled, but the app may not read memories
         return True
+
+
+def _pooled_session(base_url: str) -> requests.Session:
+    """A session that keeps connections open and reads the environment once, here.
+
+    With ``trust_env`` on, requests looks up proxy variables and reads ``~/.netrc`` on every
+    call; that is a third of a small call's time. The proxies and CA bundle the environment sets
+    now are applied once instead.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca_bundle:
+        session.verify = ca_bundle
+    session.trust_env = False
+    return session
 
 
 def _check_page(limit: int, offset: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -11,7 +12,7 @@ from werkzeug.urls import iri_to_uri
 
 from .extension import get_extension
 from .responses import json_error, login_url, wants_json
-from .user import current_omi_user
+from .user import load_user_in_request
 from .validation import safe_next_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,10 +26,15 @@ def omi_login_required(view: F) -> F:
     ``OPTIONS`` passes through so CORS preflight requests work.
     """
 
+    # Decided once here rather than by ensure_sync on every request: this wrapper is a hot path.
+    is_async = inspect.iscoroutinefunction(view)
+
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if request.method == "OPTIONS" or current_omi_user.is_authenticated:
-            return current_app.ensure_sync(view)(*args, **kwargs)
+        if load_user_in_request().is_authenticated or request.method == "OPTIONS":
+            if is_async:
+                return current_app.ensure_sync(view)(*args, **kwargs)
+            return view(*args, **kwargs)
         return unauthorized()
 
     return cast(F, wrapper)

@@ -43,8 +43,12 @@ def new_state() -> str:
 
 
 def _fingerprint(state: str) -> str:
-    """A short one-way digest, so that retired states are remembered without being stored."""
-    return hashlib.sha256(state.encode("ascii")).hexdigest()[:16]
+    """A short one-way digest, so that retired states are remembered without being stored.
+
+    48 bits: it only chooses between two refusals (reused or never issued), so a collision costs
+    nothing, while every byte of it is decoded with the session cookie on every request.
+    """
+    return hashlib.sha256(state.encode("ascii")).hexdigest()[:12]
 
 
 class PendingSignIns:
@@ -67,7 +71,7 @@ class PendingSignIns:
         state = new_state()
         records = [*self._records(), [state, int(self._now), next_path]]
         dropped = records[: -self._max_pending]
-        self._session[PENDING_KEY] = records[-self._max_pending :]
+        self._store(records[-self._max_pending :])
         for old in dropped:
             self._retire(old[0], _SUPERSEDED)
         return state
@@ -91,7 +95,7 @@ class PendingSignIns:
         if match is None:
             raise self._unknown_state_error(state)
         # Single use: the record is removed before anything else is checked.
-        self._session[PENDING_KEY] = [r for r in records if r is not match]
+        self._store([r for r in records if r is not match])
         self._retire(state, _USED)
         if self._now - match[1] > self._max_age:
             raise StateExpired()
@@ -100,9 +104,9 @@ class PendingSignIns:
 
     def _unknown_state_error(self, state: str) -> StateMismatch | StateReused | StateSuperseded:
         fingerprint = _fingerprint(state)
-        for retired_fingerprint, reason in self._retired():
-            if hmac.compare_digest(retired_fingerprint, fingerprint):
-                return StateReused() if reason == _USED else StateSuperseded()
+        for entry in self._retired():
+            if hmac.compare_digest(entry[1:], fingerprint):
+                return StateReused() if entry[0] == _USED else StateSuperseded()
         return StateMismatch()
 
     def _records(self) -> list[list[Any]]:
@@ -118,13 +122,22 @@ class PendingSignIns:
             and isinstance(r[1], (int, float))
         ]
 
-    def _retired(self) -> list[list[str]]:
+    def _store(self, records: list[list[Any]]) -> None:
+        # An empty list is not kept: the session cookie is decoded on every request.
+        if records:
+            self._session[PENDING_KEY] = records
+        else:
+            self._session.pop(PENDING_KEY, None)
+
+    def _retired(self) -> list[str]:
+        """Retired states as ``reason + fingerprint`` strings, kept as one flat string in the
+        session: cheaper to decode on every request than a nested list."""
         raw = self._session.get(RETIRED_KEY)
-        return [r for r in raw if isinstance(r, list) and len(r) == 2] if isinstance(raw, list) else []
+        return [e for e in raw.split(",") if len(e) > 1] if isinstance(raw, str) else []
 
     def _retire(self, state: str, reason: str) -> None:
-        retired = [*self._retired(), [_fingerprint(state), reason]]
-        self._session[RETIRED_KEY] = retired[-RETIRED_MEMORY:]
+        retired = [*self._retired(), reason + _fingerprint(state)]
+        self._session[RETIRED_KEY] = ",".join(retired[-RETIRED_MEMORY:])
 
 
 def carried_over(session: MutableMapping[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,27 +38,46 @@ def wait_until(check: object, what: str, seconds: float = 20.0) -> None:
     raise TimeoutError(f"{what} did not start within {seconds} s")
 
 
+@dataclass(frozen=True)
+class Running:
+    url: str
+    pid: int
+
+
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int = 2) -> Iterator[str]:
-    """Run tests.attack.wsgi_app under gunicorn on a free loopback port; yields its base URL."""
+def gunicorn(
+    env: dict[str, str],
+    workers: int = 2,
+    app: str = "tests.attack.wsgi_app:create()",
+    extra: tuple[str, ...] = (),
+    scheme: str = "http",
+    verify: str | bool = True,
+) -> Iterator[Running]:
+    """Run ``app`` under gunicorn on a free loopback port; yields its base URL and master pid."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-        "--chdir", str(ROOT), "--log-level", "warning", "tests.attack.wsgi_app:create()",
+        "--chdir", str(ROOT), "--log-level", "warning", *extra, app,
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally; a file, not a pipe nobody reads)
+    proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
-        wait_until(lambda: requests.get(f"{url}/health", timeout=1).ok, "gunicorn")
-        yield url
+        try:
+            wait_until(lambda: requests.get(f"{url}/health", timeout=1, verify=verify).ok, "gunicorn")
+        except TimeoutError:
+            log.seek(0)
+            raise TimeoutError(
+                f"gunicorn did not start: {log.read()[-2000:].decode(errors='replace')}"
+            ) from None
+        yield Running(url, proc.pid)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
             proc.kill()
+        log.close()
 
 
 @contextmanager

@@ -6,34 +6,16 @@ Everything runs for real: gunicorn processes and a redis-server on loopback.
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from . import LOAD_RESULTS
+from .load import finish, run_load, start, whoami
 from .servers import gunicorn, redis_server
 
 CLIENTS, SIGN_INS_PER_CLIENT = 50, 40
-
-
-def start(browser: requests.Session, base: str, next_path: str = "/whoami") -> str:
-    answer = browser.get(f"{base}/omi/login?next={next_path}", allow_redirects=False, timeout=10)
-    assert answer.status_code == 302
-    return parse_qs(urlsplit(answer.headers["Location"]).query)["state"][0]
-
-
-def finish(browser: requests.Session, base: str, uid: str, state: str) -> requests.Response:
-    # What OMI's page does: APP_HOME_URL + "?uid=" + uid + "&state=" + state, unencoded.
-    return browser.get(f"{base}/omi/callback?uid={uid}&state={state}", allow_redirects=False, timeout=10)
-
-
-def whoami(browser: requests.Session, base: str) -> str | None:
-    answer = browser.get(f"{base}/whoami", allow_redirects=False, timeout=10)
-    return answer.text if answer.status_code == 200 else None
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +26,7 @@ def shared_key() -> str:
 @pytest.fixture(scope="module")
 def two_cookie_instances(shared_key: str) -> Iterator[tuple[str, str]]:
     with gunicorn({"TEST_SECRET_KEY": shared_key}) as a, gunicorn({"TEST_SECRET_KEY": shared_key}) as b:
-        yield a, b
+        yield a.url, b.url
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +34,7 @@ def two_redis_instances(shared_key: str) -> Iterator[tuple[str, str]]:
     with redis_server() as redis_url:
         env = {"TEST_SECRET_KEY": shared_key, "TEST_REDIS_URL": redis_url}
         with gunicorn(env) as a, gunicorn(env) as b:
-            yield a, b
+            yield a.url, b.url
 
 
 def test_sign_in_starts_on_one_instance_and_finishes_on_the_other(
@@ -104,41 +86,14 @@ def test_redis_sessions_start_on_one_finish_on_other_and_refuse_replays(
 def test_load_every_client_is_signed_in_as_itself(
     shared_key: str, record_property: pytest.RecordProperty
 ) -> None:
-    counts = {"sign_ins": 0, "failures": 0, "mix_ups": 0}
-    lock = threading.Lock()
-
-    with gunicorn({"TEST_SECRET_KEY": shared_key}, workers=4) as base:
-
-        def client(number: int) -> None:
-            browser = requests.Session()
-            for attempt in range(SIGN_INS_PER_CLIENT):
-                uid = f"load_{number}_{attempt}"
-                outcome = "sign_ins"
-                try:
-                    answer = finish(browser, base, uid, start(browser, base))
-                    seen = whoami(browser, base) if answer.status_code == 302 else None
-                    if seen is None:
-                        outcome = "failures"
-                    elif seen != uid:
-                        outcome = "mix_ups"
-                except (requests.RequestException, AssertionError, KeyError):
-                    outcome = "failures"
-                with lock:
-                    counts[outcome] += 1
-
-        began = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        elapsed = time.perf_counter() - began
-
+    with gunicorn({"TEST_SECRET_KEY": shared_key}, workers=4) as server:
+        result = run_load(server.url, CLIENTS, SIGN_INS_PER_CLIENT)
     total = CLIENTS * SIGN_INS_PER_CLIENT
+    counts = result.counts
     LOAD_RESULTS.append(
         f"load: {CLIENTS} clients x {SIGN_INS_PER_CLIENT} sign-ins against gunicorn (4 workers): "
         f"{counts['sign_ins']} signed in as themselves, {counts['failures']} failures, "
-        f"{counts['mix_ups']} mix-ups, {elapsed:.1f} s ({total / elapsed:.0f} sign-ins/s incl. checks)"
+        f"{counts['mix_ups']} mix-ups, {result.seconds:.1f} s"
     )
     record_property("cases", total)
     assert counts == {"sign_ins": total, "failures": 0, "mix_ups": 0}
