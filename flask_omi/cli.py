@@ -129,8 +129,7 @@ def register_commands(cli: click.Group) -> None:
         """Print an OMI authorize URL for this app, to try OMI's consent page by hand."""
         from .views import authorize_url
 
-        with current_app.test_request_context("/"):
-            click.echo(authorize_url(new_state()))
+        click.echo(authorize_url(new_state()))
         click.echo(
             "note: this state is bound to no browser, so the callback will refuse it "
             "(state_mismatch); a full sign-in starts at the login route.",
