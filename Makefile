@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := chromium redis-server
 PYTEST_ARGS ?=
 PY_SRC := flask_omi tests example_app $(wildcard benchmarks)
 
-.PHONY: test demo lint typecheck bench system-deps clean
+.PHONY: test demo lint typecheck bench system-deps bench-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +19,27 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
-# chromium drives the browser tests, redis-server backs the shared-session tests.
-system-deps:
+# Install Debian packages whose command is missing: $(call apt_install,command:package ...)
+define apt_install
 	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	for pair in $(1); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+# chromium drives the browser tests, redis-server backs the shared-session tests.
+system-deps:
+	$(call apt_install,chromium:chromium redis-server:redis-server)
+
+# valgrind counts instructions, openssl makes the HTTPS benchmark's certificate.
+bench-deps:
+	$(call apt_install,valgrind:valgrind openssl:openssl)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SRC)
@@ -46,7 +56,7 @@ test: $(STAMP) system-deps lint typecheck
 demo: $(STAMP)
 	$(BIN)/python -m example_app
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m benchmarks
 
 clean:
