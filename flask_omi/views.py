@@ -74,7 +74,7 @@ def callback() -> BaseResponse:
         if current_app.config["OMI_VERIFY_UID"]:
             _verify_with_omi(uid)
         for verifier in get_extension().handlers.uid_verifiers:
-            if not current_app.ensure_sync(verifier)(uid):
+            if not _ask_verifier(verifier, uid):
                 raise UidRejected()
     except OmiCallbackError as error:
         # The code only: the state is a secret and an invalid uid is attacker-chosen text.
@@ -85,6 +85,17 @@ def callback() -> BaseResponse:
     login_omi_user(uid)
     target = safe_next_path(next_path) or current_app.config["OMI_LOGIN_REDIRECT"]
     return redirect(target)
+
+
+def _ask_verifier(verifier: Any, uid: str) -> bool:
+    """An app's verifier that fails refuses the sign-in (fail closed) rather than answering 500."""
+    try:
+        return bool(current_app.ensure_sync(verifier)(uid))
+    except OmiCallbackError:
+        raise
+    except Exception:
+        logger.exception("OMI sign-in: a uid verifier failed; refusing the sign-in")
+        raise UidVerificationUnavailable() from None
 
 
 def _verify_with_omi(uid: str) -> None:

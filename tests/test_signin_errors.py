@@ -188,3 +188,17 @@ def test_every_sign_in_error_has_a_unique_stable_code() -> None:
         "uid_invalid",
         "uid_rejected",
     } <= set(codes)
+
+
+def test_a_verifier_that_fails_refuses_sign_in(bp: OmiBlueprint, caplog: pytest.LogCaptureFixture) -> None:
+    @bp.uid_verifier
+    def broken(uid: str) -> bool:
+        raise RuntimeError("verifier database down")
+
+    client = make_app(bp).test_client()
+    with caplog.at_level(logging.ERROR, logger="flask_omi"):
+        response = client.get(f"/omi/callback?uid=u1&state={start_login(client)}")
+    assert response.status_code == 503
+    assert '<code id="omi-error-code">uid_verification_unavailable</code>' in response.get_data(as_text=True)
+    assert "a uid verifier failed" in caplog.text
+    assert client.get("/dashboard").status_code == 302
