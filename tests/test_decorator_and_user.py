@@ -179,7 +179,9 @@ def test_pytest_plugin_signs_a_test_client_in(client: FlaskClient, omi_sign_in: 
         omi_sign_in(client, "bad uid")
 
 
-def test_public_proxy_fallback_when_flask_internals_move(monkeypatch: pytest.MonkeyPatch, bp: OmiBlueprint) -> None:
+def test_public_proxy_fallback_when_flask_internals_move(
+    monkeypatch: pytest.MonkeyPatch, bp: OmiBlueprint
+) -> None:
     """The hot path reads Flask's context variables; without them it uses the public proxies."""
     import flask_omi._context as context
 
