@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -74,9 +74,6 @@ def start_login(client: FlaskClient, next_path: str | None = None) -> str:
     query = parse_qs(urlsplit(response.headers["Location"]).query)
     assert query["app_id"] == [APP_ID]
     return query["state"][0]
-
-
-StartLogin = Callable[..., str]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
