@@ -16,12 +16,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .extension import get_extension
 from .state import new_state
+from .webhooks import TRIGGER_ENDPOINTS
 
-WEBHOOK_ENDPOINTS = {
-    "memory_creation": "conversation",
-    "transcript_processed": "transcript",
-    "audio_bytes": "audio",
-}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -43,7 +39,7 @@ def external_urls(base_url: str) -> dict[str, str]:
         }
         webhooks = current_app.extensions.get("omi_webhooks")
         if webhooks is not None:
-            for trigger, endpoint in WEBHOOK_ENDPOINTS.items():
+            for trigger, endpoint in TRIGGER_ENDPOINTS.items():
                 urls[f"Webhook URL ({trigger})"] = url_for(
                     f"{webhooks.endpoint_prefix}.{endpoint}", _external=True
                 )

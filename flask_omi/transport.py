@@ -166,7 +166,7 @@ class Transport:
                 )
                 self._sleep(wait)
                 continue
-            if response.status_code < 400 and response.status_code not in range(300, 400):
+            if response.status_code < 300:
                 return self._json(response, method, path), response
             error = error_for(response, method, path)
             status = response.status_code

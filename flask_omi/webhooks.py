@@ -27,6 +27,12 @@ logger = logging.getLogger("flask_omi.webhooks")
 
 Handler = Callable[[Any], Any]
 H = TypeVar("H", bound=Handler)
+#: OMI's trigger names (``triggers_on``) and the endpoint of this blueprint that receives each.
+TRIGGER_ENDPOINTS = {
+    "memory_creation": "conversation",
+    "transcript_processed": "transcript",
+    "audio_bytes": "audio",
+}
 AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
 MAX_SAMPLE_RATE = 192_000
 

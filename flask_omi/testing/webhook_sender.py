@@ -9,9 +9,10 @@ from typing import Any
 import requests
 
 from ..signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature_header
+from ..webhooks import TRIGGER_ENDPOINTS
 
-#: OMI's trigger names, and the query string each adds to the webhook URL.
-TRIGGERS = ("memory_creation", "transcript_processed", "audio_bytes")
+#: OMI's trigger names.
+TRIGGERS = tuple(TRIGGER_ENDPOINTS)
 
 
 def webhook_url(url: str, uid: str, sample_rate: int | None = None) -> str:
