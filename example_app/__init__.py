@@ -1,4 +1,8 @@
-"""A small, real app that uses flask-omi: landing page, set-up step, protected dashboard.
+"""A small, real app that uses flask-omi: landing page, protected dashboard, a set-up step.
+
+The set-up step (choose a display name) comes after sign-in, not before: OMI opens set-up links
+with nothing but an unsigned ``?uid=``, so a page reached that way cannot tell who is at the
+keyboard, and a form that wrote for that uid would let anyone write for anyone.
 
 ``create_app()`` reads ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE`` and ``SECRET_KEY`` from the
 environment; ``python -m example_app`` starts the fake OMI beside it when ``OMI_APP_ID`` is unset.
@@ -22,7 +26,6 @@ from flask_omi import (
     omi_client,
     omi_login_required,
 )
-from flask_omi.validation import is_valid_uid
 
 from .store import ExampleStore
 
@@ -42,13 +45,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     setups = ExampleStore(app.config["EXAMPLE_DB"])
     app.extensions["example_setups"] = setups
 
-    omi = OmiBlueprint()
-
-    @omi.setup_checker
-    def setup_done(uid: str) -> bool:
-        return setups.is_complete(uid)
-
-    app.register_blueprint(omi)
+    # No setup_checker: OMI may enable the app at once, and the display name is asked for after
+    # sign-in, when the uid is known to come from a sign-in this browser started.
+    app.register_blueprint(OmiBlueprint())
 
     hooks = OmiWebhooks()
 
@@ -99,18 +98,24 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return redirect(url_for("dashboard"))
 
     @app.route("/setup", methods=["GET", "POST"])
+    @omi_login_required
     def setup() -> str | Response:
-        """The set-up step OMI opens with ``?uid=`` before it enables the app for a user."""
-        uid = request.values.get("uid", "")
-        if not is_valid_uid(uid):
-            abort(400, "This page must be opened from OMI, with a valid ?uid=.")
+        """Choose a display name. OMI links here with ``?uid=``; that uid only has to match."""
+        uid = current_omi_user.uid
+        linked_uid = request.args.get("uid")
+        if linked_uid is not None and linked_uid != uid:
+            abort(403, "This set-up link is for another OMI account. Sign out, then sign in as that account.")
         if request.method == "POST":
+            if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
+                abort(400, "The form expired; please reload the page.")
             name = request.form.get("display_name", "").strip()[:60]
             if not name:
-                return render_template("setup.html", uid=uid, error="Please choose a display name.")
+                return render_template(
+                    "setup.html", uid=uid, csrf_token=csrf_token(), error="Please choose a display name."
+                )
             setups.complete(uid, name)
-            return redirect(url_for("setup", uid=uid, done=1))
-        return render_template("setup.html", uid=uid, done=request.args.get("done"))
+            return redirect(url_for("dashboard"))
+        return render_template("setup.html", uid=uid, csrf_token=csrf_token())
 
     return app
 

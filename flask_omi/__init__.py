@@ -24,6 +24,7 @@ from .errors import (
     OmiTransportError,
     OmiValidationError,
     OmiWebhookError,
+    StateCheckUnavailable,
     StateExpired,
     StateMismatch,
     StateMissing,
@@ -36,6 +37,7 @@ from .errors import (
     WebhookPayloadError,
     WebhookSignatureError,
 )
+from .registry import MemoryStateRegistry, RedisStateRegistry, StateRegistry
 from .signals import omi_logged_in, omi_logged_out, omi_login_failed
 from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
 from .webhook_payloads import AudioChunk, ConversationCreated, Structured, TranscriptBatch, TranscriptSegment
@@ -48,6 +50,7 @@ __all__ = [
     "AnonymousOmiUser",
     "AudioChunk",
     "ConversationCreated",
+    "MemoryStateRegistry",
     "OmiApiError",
     "OmiAppNotEnabled",
     "OmiAuthError",
@@ -66,9 +69,12 @@ __all__ = [
     "OmiValidationError",
     "OmiWebhookError",
     "OmiWebhooks",
+    "RedisStateRegistry",
+    "StateCheckUnavailable",
     "StateExpired",
     "StateMismatch",
     "StateMissing",
+    "StateRegistry",
     "StateReused",
     "StateSuperseded",
     "Structured",

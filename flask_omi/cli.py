@@ -6,26 +6,16 @@ the blueprint is registered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import click
 from flask import current_app, url_for
 from flask.cli import with_appcontext
-from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .checks import check_settings
 from .extension import get_extension
 from .state import new_state
 from .webhooks import TRIGGER_ENDPOINTS
-
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-MIN_SECRET_KEY_LENGTH = 32
-
-
-@dataclass
-class Findings:
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def external_urls(base_url: str) -> dict[str, str]:
@@ -46,52 +36,6 @@ def external_urls(base_url: str) -> dict[str, str]:
         return urls
 
 
-def check_settings(base_url: str, behind_proxy: bool) -> Findings:
-    app = current_app
-    config = app.config
-    found = Findings()
-    secret = app.secret_key
-    if not secret or len(secret) < MIN_SECRET_KEY_LENGTH:
-        found.problems.append(
-            f"SECRET_KEY is missing or shorter than {MIN_SECRET_KEY_LENGTH} characters: anyone who "
-            "guesses it can forge sessions (and so sign-ins). Use secrets.token_hex(32)."
-        )
-    if str(config.get("SESSION_COOKIE_SAMESITE") or "").lower() == "strict":
-        found.problems.append(
-            "SESSION_COOKIE_SAMESITE is 'Strict': the browser will not send the session cookie on "
-            "OMI's redirect back to the App Home URL, so every sign-in fails its state check. Use 'Lax'."
-        )
-    parts = urlsplit(base_url)
-    local = (parts.hostname or "") in LOCAL_HOSTS
-    if parts.query or parts.fragment:
-        found.problems.append(
-            "The App Home URL would carry a query string or a #fragment: OMI appends '?uid=...' by "
-            "plain concatenation, so the parameters would be lost or mangled."
-        )
-    if parts.scheme != "https" and not local:
-        found.problems.append("The App Home URL uses plain http on a public host: use https.")
-    if not app.debug and not config.get("SESSION_COOKIE_SECURE") and not local:
-        found.problems.append(
-            "SESSION_COOKIE_SECURE is off outside debug: the session cookie (your users' sign-in) "
-            "would also travel over plain http."
-        )
-    if "omi_webhooks" in app.extensions and not config.get("OMI_WEBHOOK_SECRET"):
-        found.warnings.append(
-            "OMI_WEBHOOK_SECRET is not set: webhooks are accepted unsigned, so anyone who knows the "
-            "URL can post events for any uid. Set it if OMI signs your webhooks."
-        )
-    if not isinstance(app.wsgi_app, ProxyFix):
-        message = (
-            "The app is not wrapped in werkzeug's ProxyFix: behind a reverse proxy, generated URLs "
-            "(the callback, redirects) use the proxy's internal scheme and host."
-        )
-        if behind_proxy:
-            found.problems.append(message)
-        elif parts.scheme == "https" and not local:
-            found.warnings.append(message + " Ignore this if nothing sits in front of the app.")
-    return found
-
-
 def register_commands(cli: click.Group) -> None:
     @cli.command("check")
     @click.option(
@@ -110,14 +54,17 @@ def register_commands(cli: click.Group) -> None:
         click.echo(f"OMI app id: {config['OMI_APP_ID']}")
         for name, url in external_urls(base_url).items():
             click.echo(f"{name}: {url}")
-        found = check_settings(base_url, behind_proxy)
-        for warning in found.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        for problem in found.problems:
-            click.echo(f"problem: {problem}", err=True)
-        if found.problems:
+        findings = check_settings(current_app._get_current_object(), base_url, behind_proxy)  # type: ignore[attr-defined]
+        # One stream, one prefix: a finding is never separated from the verdict below it.
+        for finding in findings:
+            click.echo(f"warning: {'(must fix) ' if finding.fatal else ''}{finding.message}")
+        fatal = sum(finding.fatal for finding in findings)
+        if not findings:
+            click.echo("ok: no problems found")
+            return
+        click.echo(f"result: {len(findings)} warning(s), {fatal} of them must be fixed before going live")
+        if fatal:
             raise SystemExit(1)
-        click.echo("ok: no problems found")
 
     @cli.command("login-url")
     @with_appcontext

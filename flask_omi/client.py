@@ -16,7 +16,7 @@ import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
 
-from .errors import OmiAppNotEnabled, OmiConfigError, OmiPermissionError
+from .errors import OmiAppNotEnabled, OmiConfigError, OmiPermissionError, OmiTransportError
 from .extension import get_extension
 from .models import (
     Conversation,
@@ -29,7 +29,7 @@ from .models import (
     date_param,
     iso_datetime,
 )
-from .transport import RetryPolicy, Transport
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, Transport, header_int
 
 DEFAULT_BASE_URL = "https://api.omi.me"
 MAX_PAGE_SIZE = 1000
@@ -51,6 +51,7 @@ class OmiClient:
         timeout: float = 10.0,
         max_attempts: int = 3,
         deadline: float = 30.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         session: requests.Session | None = None,
     ) -> None:
         if not app_id or not api_key:
@@ -64,6 +65,7 @@ class OmiClient:
             timeout=timeout,
             policy=RetryPolicy(max_attempts=max(1, max_attempts), deadline=deadline),
             session=session,
+            max_response_bytes=max_response_bytes,
         )
         self._prefix = f"/v2/integrations/{app_id}"
 
@@ -139,9 +141,9 @@ class OmiClient:
     def send_notification(self, uid: str, message: str) -> NotificationResult:
         """Push a notification to the user's phone. About 10 per user per clock hour."""
         body, response = self._post("/notification", {"uid": uid, "message": message})
-        remaining = response.headers.get("X-RateLimit-Remaining")
+        remaining = header_int(response.headers.get("X-RateLimit-Remaining"))
         status = body.get("status", "") if isinstance(body, dict) else ""
-        return {"status": str(status), "rate_limit_remaining": int(remaining) if remaining else None}
+        return {"status": str(status), "rate_limit_remaining": remaining}
 
     # -- reads ----------------------------------------------------------------------------------------
     def get_memories(self, uid: str, *, limit: int = 100, offset: int = 0) -> list[Memory]:
@@ -241,13 +243,24 @@ class OmiClient:
 
         OMI has no endpoint for this; it checks "enabled" before the capability, so a one-item
         memories read answers 403 "App is not enabled for this user" exactly when it has not.
+
+        Fails closed: True only for a memories page or OMI's own missing-capability 403, False
+        only for OMI's not-enabled 403; every other answer raises an :class:`OmiApiError`.
         """
         try:
-            self._get("/memories", {"uid": uid, "limit": 1, "offset": 0}, deadline=deadline)
+            body = self._get("/memories", {"uid": uid, "limit": 1, "offset": 0}, deadline=deadline)
         except OmiAppNotEnabled:
             return False
         except OmiPermissionError:
             return True  # enabled, but the app may not read memories
+        if not isinstance(body, dict) or not isinstance(body.get("memories"), list):
+            raise OmiTransportError(
+                "OMI's answer is not a memories page",
+                status=200,
+                detail=None,
+                method="GET",
+                path=self._prefix + "/memories",
+            )
         return True
 
 
@@ -316,4 +329,5 @@ def build_client(config: Any) -> OmiClient:
         timeout=float(config["OMI_API_TIMEOUT"]),
         max_attempts=int(config["OMI_API_MAX_ATTEMPTS"]),
         deadline=float(config["OMI_API_DEADLINE"]),
+        max_response_bytes=int(config["OMI_API_MAX_RESPONSE_BYTES"]),
     )

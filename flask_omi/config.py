@@ -11,6 +11,7 @@ from typing import Any
 from flask.sansio.app import App
 
 from .errors import OmiConfigError
+from .registry import resolve_registry
 
 DEFAULTS: dict[str, Any] = {
     "OMI_APP_ID": None,
@@ -20,10 +21,13 @@ DEFAULTS: dict[str, Any] = {
     "OMI_LOGIN_REDIRECT": "/",
     "OMI_LOGOUT_REDIRECT": "/",
     "OMI_LOGOUT_ALLOW_GET": False,
+    "OMI_LOGOUT_CLEAR_SESSION": True,
+    "OMI_STATE_REGISTRY": None,
     "OMI_API_KEY": None,
     "OMI_API_TIMEOUT": 10.0,
     "OMI_API_MAX_ATTEMPTS": 3,
     "OMI_API_DEADLINE": 30.0,
+    "OMI_API_MAX_RESPONSE_BYTES": 32 * 1024 * 1024,
     "OMI_VERIFY_UID": False,
     "OMI_VERIFY_TIMEOUT": 5.0,
     "OMI_WEBHOOK_SECRET": None,
@@ -54,8 +58,9 @@ def check_config(app: App) -> None:
             "OMI_VERIFY_UID asks OMI whether each uid enabled the app, which needs OMI_API_KEY "
             "(the app's secret key from OMI's developer settings)."
         )
+    resolve_registry(app.config["OMI_STATE_REGISTRY"])  # raises OmiConfigError when unusable
     numbers = ("OMI_STATE_MAX_AGE", "OMI_MAX_PENDING_SIGNINS", "OMI_API_TIMEOUT", "OMI_API_MAX_ATTEMPTS")
-    for key in (*numbers, "OMI_API_DEADLINE", "OMI_VERIFY_TIMEOUT"):
+    for key in (*numbers, "OMI_API_DEADLINE", "OMI_VERIFY_TIMEOUT", "OMI_API_MAX_RESPONSE_BYTES"):
         value = app.config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise OmiConfigError(f"{key} must be a positive number, not {value!r}.")

@@ -23,7 +23,8 @@ def omi_login_required(view: F) -> F:
 
     Signed out, a browser is sent to sign in and brought back here afterwards; an API client gets
     401 JSON with the login URL; an app-registered ``unauthorized_handler`` replaces both.
-    ``OPTIONS`` passes through so CORS preflight requests work.
+    A signed-out ``OPTIONS`` request (a CORS preflight carries no cookies) gets Flask's default
+    options response: the view itself never runs for someone not signed in.
     """
 
     # Decided once here rather than by ensure_sync on every request: this wrapper is a hot path.
@@ -31,10 +32,12 @@ def omi_login_required(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if load_user_in_request().is_authenticated or request.method == "OPTIONS":
+        if load_user_in_request().is_authenticated:
             if is_async:
                 return current_app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
+        if request.method == "OPTIONS":
+            return current_app.make_default_options_response()
         return unauthorized()
 
     return cast(F, wrapper)

@@ -95,6 +95,13 @@ class UidVerificationUnavailable(OmiCallbackError, ServiceUnavailable):
     description = "OMI could not be reached to confirm your account. Please try again shortly."
 
 
+class StateCheckUnavailable(OmiCallbackError, ServiceUnavailable):
+    """The used-state registry (``OMI_STATE_REGISTRY``) could not be asked; sign-in fails closed."""
+
+    error_code = "state_check_unavailable"
+    description = "Sign-in could not be checked just now. Please try again shortly."
+
+
 #: Every error a sign-in callback can end in, for documentation and exhaustive tests.
 SIGN_IN_ERRORS: tuple[type[OmiError], ...] = (
     StateMissing,
@@ -106,6 +113,7 @@ SIGN_IN_ERRORS: tuple[type[OmiError], ...] = (
     UidInvalid,
     UidRejected,
     UidVerificationUnavailable,
+    StateCheckUnavailable,
 )
 
 

@@ -8,6 +8,8 @@ from .errors import OmiCallbackError
 from .extension import get_extension
 
 _NO_STORE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+#: Sign-in pages are never framed: a framed "Sign in with OMI" button is a clickjacking target.
+_NO_FRAME_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 def wants_json() -> bool:
@@ -24,6 +26,13 @@ def wants_json() -> bool:
 def no_store(response: Response) -> Response:
     """Keep sign-in pages out of caches, and their URLs out of Referer headers."""
     response.headers.update(_NO_STORE_HEADERS)
+    return response
+
+
+def no_frames(response: Response) -> Response:
+    """Forbid framing a page (old and new header), unless the app already set a policy."""
+    for name, value in _NO_FRAME_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 
@@ -44,4 +53,4 @@ def render_callback_error(error: OmiCallbackError) -> Response:
     if wants_json():
         return json_error(status, error.error_code, description)
     html = render_template("omi/error.html", error=error, login_url=login_url())
-    return no_store(Response(html, status=status, mimetype="text/html"))
+    return no_frames(no_store(Response(html, status=status, mimetype="text/html")))

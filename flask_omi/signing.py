@@ -13,6 +13,7 @@ import hmac
 import time
 
 from .errors import WebhookSignatureError
+from .validation import is_ascii_digits
 
 SIGNATURE_HEADER = "X-Omi-Signature"
 EVENT_HEADER = "X-Omi-Event"
@@ -38,7 +39,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        if key == "t" and is_ascii_digits(value, 12):
             timestamp = int(value)
         elif key == "v1":
             signatures.append(value)

@@ -69,7 +69,8 @@ class PendingSignIns:
     def begin(self, next_path: str | None) -> str:
         """Record a new pending sign-in and return its state."""
         state = new_state()
-        records = [*self._records(), [state, int(self._now), next_path]]
+        # Milliseconds are kept: a whole-second issue time would make states expire up to 1 s early.
+        records = [*self._records(), [state, round(self._now, 3), next_path]]
         dropped = records[: -self._max_pending]
         self._store(records[-self._max_pending :])
         for old in dropped:

@@ -8,15 +8,23 @@ Retry rules, chosen so that a retry can never duplicate a write:
   reached OMI, so the error is raised instead.
 - Every attempt has a timeout, and all attempts together stay within ``deadline`` seconds; a
   ``Retry-After`` longer than what is left is not waited for.
+
+Answers are classified failing closed: an answer is only given a specific meaning (not enabled,
+missing capability) when it is exactly one OMI is known to send; anything else stays a generic
+:class:`OmiApiError`. Bodies larger than ``max_response_bytes`` are refused unread, and the API key
+is redacted from anything OMI echoes back.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from json import loads as json_loads
 from typing import Any
 
 import requests
@@ -37,8 +45,15 @@ from .errors import (
 logger = logging.getLogger("flask_omi.api")
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-NOT_ENABLED_DETAIL = "App is not enabled for this user"
-INVALID_KEY_DETAIL = "Invalid API key"
+#: OMI's two wordings for "this uid has not enabled the app" (backend/routers/integration.py for
+#: the app API, backend/routers/notifications.py for notifications).
+NOT_ENABLED_DETAILS = frozenset({"App is not enabled for this user", "User does not have this app installed"})
+#: Every missing-capability answer in backend/routers/integration.py starts with this.
+CAPABILITY_DETAIL_PREFIX = "App does not have the capability to "
+#: Default bound on a response body: OMI's largest pages are far below it.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+REDACTED = "[redacted]"
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,41 +73,94 @@ def _never_connected(error: requests.ConnectionError) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
+def header_seconds(raw: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After``-style header as seconds from now, or None when it is absent or unreadable.
+
+    Accepts delta-seconds (ASCII digits, optionally with a fraction) and an HTTP-date; anything
+    else, including non-ASCII digits, NaN and infinities, is None rather than an exception.
+    """
+    if raw is None:
         return None
-
-
-def _detail(response: requests.Response) -> Any:
+    text = raw.strip()
+    if text and text.isascii() and text.replace(".", "", 1).isdigit():
+        value = float(text)
+        return value if math.isfinite(value) else None
     try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or None
-    return body.get("detail") if isinstance(body, dict) else body
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
 
 
-def error_for(response: requests.Response, method: str, path: str) -> OmiApiError:
-    """The exception for one of OMI's error answers."""
-    status, detail = response.status_code, _detail(response)
+def header_int(raw: str | None) -> int | None:
+    """An integer header such as ``X-RateLimit-Remaining``; None unless it is plain ASCII digits."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        return None
+    return int(text)
+
+
+def redact(value: Any, secret: str) -> Any:
+    """``value`` with every occurrence of ``secret`` replaced, through nested JSON structures."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, list):
+        return [redact(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {redact(k, secret): redact(v, secret) for k, v in value.items()}
+    return value
+
+
+def _detail(body: bytes, secret: str) -> Any:
+    try:
+        parsed = json_loads(body)
+    except (ValueError, RecursionError):
+        text = body[:200].decode("utf-8", "replace")
+        return redact(text, secret) or None
+    return redact(parsed.get("detail") if isinstance(parsed, dict) else parsed, secret)
+
+
+def _mentions_api_key(detail: Any) -> bool:
+    """OMI words a wrong key three ways ("Invalid API key", "Invalid integration API key" and
+    "Invalid integrationAPI key"); all of them, and any future one, name the API key."""
+    if not isinstance(detail, str):
+        return False
+    folded = detail.lower().replace("_", " ")
+    return "api key" in folded or "apikey" in folded.replace(" ", "")
+
+
+def error_for(
+    status: int, detail: Any, method: str, path: str, *, retry_after: float | None = None
+) -> OmiApiError:
+    """The exception for one of OMI's error answers; an answer not recognised stays generic."""
     where: dict[str, Any] = {"status": status, "detail": detail, "method": method, "path": path}
-    if status == 401 or (status == 403 and detail == INVALID_KEY_DETAIL):
+    if status == 401 or (status == 403 and _mentions_api_key(detail)):
         return OmiAuthError("OMI refused the app's API key", **where)
-    if status == 403 and detail == NOT_ENABLED_DETAIL:
+    if status == 403 and detail in NOT_ENABLED_DETAILS:
         return OmiAppNotEnabled("The user has not enabled this app in OMI", **where)
-    if status == 403:
+    if status == 403 and isinstance(detail, str) and detail.startswith(CAPABILITY_DETAIL_PREFIX):
         return OmiPermissionError("The app lacks the capability for this call", **where)
     if status == 404:
         return OmiNotFound("OMI does not know this app or resource", **where)
     if status in (400, 422):
         return OmiValidationError("OMI refused the request's input", **where)
     if status == 429:
-        return OmiRateLimited("OMI rate-limited the request", retry_after=_retry_after(response), **where)
+        return OmiRateLimited("OMI rate-limited the request", retry_after=retry_after, **where)
     if status >= 500:
         return OmiServerError("OMI failed to answer", **where)
     return OmiApiError(f"Unexpected answer from OMI ({status})", **where)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class Transport:
@@ -106,12 +174,15 @@ class Transport:
         timeout: float,
         policy: RetryPolicy,
         session: requests.Session,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._secret = api_key
         self.timeout, self.policy, self.session = timeout, policy, session
+        self.max_response_bytes = max_response_bytes
         self._sleep, self._clock = sleep, clock
 
     def __repr__(self) -> str:
@@ -126,38 +197,31 @@ class Transport:
         json: Any = None,
         idempotent: bool,
         deadline: float | None = None,
+        timeout: float | None = None,
     ) -> tuple[Any, requests.Response]:
-        """Send, retrying as the module docstring says; returns (parsed JSON, response)."""
+        """Send, retrying as the module docstring says; returns (parsed JSON, response).
+
+        ``timeout`` overrides the per-attempt timeout (writes wait longer than reads).
+        """
+        per_attempt = self.timeout if timeout is None else timeout
         ends = self._clock() + (self.policy.deadline if deadline is None else deadline)
         attempt = 0
         while True:
             attempt += 1
             left = ends - self._clock()
             if left <= 0:
-                raise OmiTransportError(
-                    "No time left to call OMI", status=None, detail=None, method=method, path=path
-                )
+                raise self._failure("No time left to call OMI", method, path)
             try:
-                response = self.session.request(
-                    method,
-                    self.base_url + path,
-                    params={k: v for k, v in params.items() if v is not None},
-                    json=json,
-                    headers=self._auth,
-                    timeout=min(self.timeout, left),
-                    allow_redirects=False,
-                )
+                response, body = self._send(method, path, params, json, min(per_attempt, left))
+            except _TooLarge:
+                raise self._failure(
+                    f"OMI's answer is larger than {self.max_response_bytes} bytes", method, path
+                ) from None
             except requests.RequestException as exc:
                 retry = (idempotent and isinstance(exc, (requests.Timeout, requests.ConnectionError))) or (
                     isinstance(exc, requests.ConnectionError) and _never_connected(exc)
                 )
-                failure = OmiTransportError(
-                    f"Could not reach OMI: {type(exc).__name__}",
-                    status=None,
-                    detail=None,
-                    method=method,
-                    path=path,
-                )
+                failure = self._failure(f"Could not reach OMI: {type(exc).__name__}", method, path)
                 wait = self._backoff(attempt) if retry else None
                 if wait is None or not self._can_wait(wait, attempt, ends):
                     raise failure from None
@@ -166,18 +230,49 @@ class Transport:
                 )
                 self._sleep(wait)
                 continue
-            if response.status_code < 300:
-                return self._json(response, method, path), response
-            error = error_for(response, method, path)
             status = response.status_code
+            if status < 300:
+                return self._json(body, status, method, path), response
+            retry_after = header_seconds(response.headers.get("Retry-After"))
+            error = error_for(status, _detail(body, self._secret), method, path, retry_after=retry_after)
             if status in RETRYABLE_STATUS and (idempotent or status == 429):
-                wait = _retry_after(response)
-                wait = self._backoff(attempt) if wait is None else wait
+                wait = self._backoff(attempt) if retry_after is None else retry_after
                 if self._can_wait(wait, attempt, ends):
                     logger.info("OMI %s %s: %d, retry %d in %.2fs", method, path, status, attempt, wait)
                     self._sleep(wait)
                     continue
             raise error
+
+    def _send(
+        self, method: str, path: str, params: Mapping[str, Any], json: Any, timeout: float
+    ) -> tuple[requests.Response, bytes]:
+        """One attempt: the response and its body, read to at most ``max_response_bytes``."""
+        response = self.session.request(
+            method,
+            self.base_url + path,
+            params={k: v for k, v in params.items() if v is not None},
+            json=json,
+            headers=self._auth,
+            timeout=timeout,
+            allow_redirects=False,
+            stream=True,
+        )
+        limit = self.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            if (header_int(response.headers.get("Content-Length")) or 0) > limit:
+                raise _TooLarge()
+            # Read to the end, so that the connection goes back to the pool.
+            for chunk in response.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge()
+                chunks.append(chunk)
+        except BaseException:
+            response.close()  # a half-read connection cannot be reused
+            raise
+        return response, b"".join(chunks)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.policy.max_backoff, self.policy.backoff * 2.0 ** (attempt - 1))
@@ -187,14 +282,11 @@ class Transport:
         return attempt < self.policy.max_attempts and self._clock() + wait < ends
 
     @staticmethod
-    def _json(response: requests.Response, method: str, path: str) -> Any:
+    def _failure(message: str, method: str, path: str, status: int | None = None) -> OmiTransportError:
+        return OmiTransportError(message, status=status, detail=None, method=method, path=path)
+
+    def _json(self, body: bytes, status: int, method: str, path: str) -> Any:
         try:
-            return response.json()
-        except ValueError:
-            raise OmiTransportError(
-                "OMI's answer was not JSON",
-                status=response.status_code,
-                detail=None,
-                method=method,
-                path=path,
-            ) from None
+            return json_loads(body)
+        except (ValueError, RecursionError):
+            raise self._failure("OMI's answer was not JSON", method, path, status) from None

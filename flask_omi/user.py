@@ -17,7 +17,7 @@ from ._context import current_contexts
 from .errors import UidInvalid
 from .extension import get_extension
 from .signals import omi_logged_in, omi_logged_out
-from .state import carried_over
+from .state import RETIRED_KEY, carried_over
 from .validation import is_valid_uid
 
 logger = logging.getLogger("flask_omi")
@@ -106,12 +106,8 @@ def login_omi_user(uid: str) -> None:
     session.clear()
     session.update(kept)
     session[UID_KEY] = uid
-    # Server-side sessions (Flask-Session) also get a new id, so a session id planted or seen
-    # before sign-in is worthless after it. Done once the session is non-empty: Flask-Session
-    # skips regenerating an empty one.
-    regenerate = getattr(current_app.session_interface, "regenerate", None)
-    if callable(regenerate):
-        regenerate(session)
+    # Done once the session is non-empty: Flask-Session skips regenerating an empty one.
+    _regenerate_session_id()
     g.pop(_G_USER, None)
     logger.info("OMI sign-in: uid %s signed in", uid)
     omi_logged_in.send(current_app._get_current_object(), uid=uid)  # type: ignore[attr-defined]
@@ -120,12 +116,34 @@ def login_omi_user(uid: str) -> None:
 def logout_omi_user() -> bool:
     """Sign the current user out. Returns whether anyone was signed in.
 
-    Only flask-omi's own keys are removed; connect to ``omi_logged_out`` to clear more.
+    With ``OMI_LOGOUT_CLEAR_SESSION`` (the default) the whole session is cleared and a server-side
+    session gets a new id, as at sign-in, so nothing of the signed-in session survives it. Without
+    it only flask-omi's own key is removed. ``omi_logged_out`` is sent after, so its receivers (a
+    Flask-Login bridge calling ``logout_user``) write into the fresh session.
     """
-    uid = session.pop(UID_KEY, None)
+    uid = session.get(UID_KEY)
+    if current_app.config.get("OMI_LOGOUT_CLEAR_SESSION", True):
+        # Only the fingerprints of used states stay, so that a replayed callback is still
+        # reported as "reused"; they are one-way digests and sign nobody in.
+        retired = session.get(RETIRED_KEY)
+        if session:
+            _regenerate_session_id()  # while non-empty: the old id is deleted from the store
+        session.clear()
+        if retired is not None:
+            session[RETIRED_KEY] = retired
+    else:
+        session.pop(UID_KEY, None)
     setattr(g, _G_USER, ANONYMOUS)
     if uid is None:
         return False
     logger.info("OMI sign-out: uid %s signed out", uid)
     omi_logged_out.send(current_app._get_current_object(), uid=uid)  # type: ignore[attr-defined]
     return True
+
+
+def _regenerate_session_id() -> None:
+    """Server-side sessions (Flask-Session) get a new id, so an id planted or seen before is
+    worthless after it. Cookie sessions have no id: their whole content is the cookie."""
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+    if callable(regenerate):
+        regenerate(session)

@@ -19,8 +19,18 @@ NEXT_MAX_LENGTH = 400
 
 
 def is_valid_uid(uid: object) -> bool:
-    """True when ``uid`` looks like a uid OMI could have sent (it proves nothing about who it is)."""
-    return isinstance(uid, str) and _UID_RE.fullmatch(uid) is not None
+    """True when ``uid`` looks like a uid OMI could have sent (it proves nothing about who it is).
+
+    A uid made only of dots is refused: apps put uids in paths and keys, where ``.`` and ``..``
+    are traversal segments.
+    """
+    return isinstance(uid, str) and _UID_RE.fullmatch(uid) is not None and uid.strip(".") != ""
+
+
+def is_ascii_digits(text: str, max_length: int) -> bool:
+    """Plain ``0-9`` only: ``str.isdigit`` also accepts ``²`` or ``٣``, which ``int()`` then
+    refuses or reads as another number."""
+    return 0 < len(text) <= max_length and text.isascii() and text.isdigit()
 
 
 def safe_next_path(target: object) -> str | None:

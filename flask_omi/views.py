@@ -13,14 +13,17 @@ from .client import omi_client
 from .errors import (
     OmiApiError,
     OmiCallbackError,
+    StateCheckUnavailable,
     StateMismatch,
+    StateReused,
     UidInvalid,
     UidMissing,
     UidRejected,
     UidVerificationUnavailable,
 )
 from .extension import get_extension
-from .responses import json_error, login_url, no_store
+from .registry import registry_key, resolve_registry
+from .responses import json_error, login_url, no_frames, no_store
 from .signals import omi_login_failed
 from .state import PendingSignIns
 from .user import UID_KEY, login_omi_user, logout_omi_user
@@ -65,7 +68,9 @@ def callback() -> BaseResponse:
     if "state" not in request.args:
         return _without_state()
     try:
-        next_path = _pending().complete(_single("state"))
+        state = _single("state")
+        next_path = _pending().complete(state)
+        _claim_once(state)
         uid = _single("uid")
         if not uid:
             raise UidMissing()
@@ -85,6 +90,25 @@ def callback() -> BaseResponse:
     login_omi_user(uid)
     target = safe_next_path(next_path) or current_app.config["OMI_LOGIN_REDIRECT"]
     return redirect(target)
+
+
+def _claim_once(state: str | None) -> None:
+    """With ``OMI_STATE_REGISTRY``, the first callback to claim a state wins; every other one,
+    concurrent or replayed with an old cookie, on any instance, is refused as reused."""
+    config = current_app.config
+    registry = resolve_registry(config["OMI_STATE_REGISTRY"])
+    if registry is None or state is None:
+        return
+    # The session already refuses the state once it is older than OMI_STATE_MAX_AGE; the claim
+    # outlives that by a minute, for clocks that differ between instances.
+    ttl = int(float(config["OMI_STATE_MAX_AGE"])) + 60
+    try:
+        first = registry.claim(registry_key(state), ttl)
+    except Exception:
+        logger.exception("OMI sign-in: the used-state registry failed; refusing the sign-in")
+        raise StateCheckUnavailable() from None
+    if not first:
+        raise StateReused()
 
 
 def _ask_verifier(verifier: Any, uid: str) -> bool:
@@ -122,7 +146,7 @@ def _without_state() -> BaseResponse:
     if uid and session.get(UID_KEY) == uid:
         return redirect(current_app.config["OMI_LOGIN_REDIRECT"])
     html = render_template("omi/continue.html", login_url=login_url())
-    return Response(html, mimetype="text/html")
+    return no_frames(Response(html, mimetype="text/html"))
 
 
 def logout() -> BaseResponse:

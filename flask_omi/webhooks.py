@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -20,7 +21,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from .config import apply_defaults
 from .errors import OmiWebhookError, WebhookPayloadError
 from .signing import SIGNATURE_HEADER, verify_signature
-from .validation import is_valid_uid
+from .validation import is_ascii_digits, is_valid_uid
 from .webhook_payloads import AudioChunk, ConversationCreated, TranscriptBatch
 
 logger = logging.getLogger("flask_omi.webhooks")
@@ -34,7 +35,12 @@ TRIGGER_ENDPOINTS = {
     "audio_bytes": "audio",
 }
 AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
-MAX_SAMPLE_RATE = 192_000
+#: ``sample_rate`` is not covered by the signature, so only the common PCM rates are taken (OMI's
+#: devices send 8 kHz or 16 kHz); anything else is refused rather than passed on to a handler.
+SAMPLE_RATES = frozenset({8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000})
+#: OMI's payloads nest a few levels; a deeper body is refused before a handler (or Python's own
+#: recursion limit) meets it.
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -137,24 +143,50 @@ def _checked_request() -> tuple[str, bytes]:
         )
     if not uid:
         raise WebhookPayloadError("uid_missing", "The uid query parameter is required.")
-    if not is_valid_uid(uid):
+    # The signed message is "{t}.{uid}." + body: a "." inside the uid would let a body signed for
+    # uid "a.b" verify for uid "a" with body "b." + body. OMI's uids (Firebase's) never hold one.
+    if not is_valid_uid(uid) or "." in uid:
         raise WebhookPayloadError("uid_invalid", "The uid is not a valid OMI uid.")
     return uid, body
 
 
 def _json(body: bytes) -> Any:
+    if _nesting_exceeds(body, MAX_JSON_DEPTH):
+        raise WebhookPayloadError("payload_too_deep", f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise WebhookPayloadError("payload_not_json", "The body must be JSON.") from None
+
+
+def _nesting_exceeds(body: bytes, limit: int) -> bool:
+    """Whether brackets outside JSON strings nest deeper than ``limit``, found without parsing.
+
+    Escapes are dropped (``\\\\`` first, then ``\\"``), so every ``"`` left opens or closes a
+    string and the text outside strings is every other piece between them. Its brackets are summed
+    as +1/-1 steps. Every step runs in C, so the check costs less than ``json.loads``.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    return len(brackets) > limit and max(accumulate(map(_BRACKET_STEP.__getitem__, brackets))) > limit
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = [0] * 256
+for _open, _close in (b"[]", b"{}"):
+    _BRACKET_STEP[_open], _BRACKET_STEP[_close] = 1, -1
 
 
 def _audio_chunk(uid: str, body: bytes) -> AudioChunk:
     if request.mimetype not in AUDIO_CONTENT_TYPES:
         raise WebhookPayloadError("audio_content_type", "Audio must be sent as application/octet-stream.")
     raw_rate = request.args.get("sample_rate", "")
-    if not raw_rate.isdigit() or not 0 < int(raw_rate) <= MAX_SAMPLE_RATE:
-        raise WebhookPayloadError("sample_rate_invalid", "sample_rate must be a positive whole number of Hz.")
+    if not is_ascii_digits(raw_rate, 6) or int(raw_rate) not in SAMPLE_RATES:
+        rates = ", ".join(str(rate) for rate in sorted(SAMPLE_RATES))
+        raise WebhookPayloadError("sample_rate_invalid", f"sample_rate must be one of {rates} (Hz).")
     if len(body) % 2:
         raise WebhookPayloadError("audio_odd_length", "PCM16 audio must have an even number of bytes.")
     return AudioChunk(uid=uid, sample_rate=int(raw_rate), data=body)

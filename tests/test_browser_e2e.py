@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from example_app import create_app
 from flask_omi.testing import FakeOmi, LiveServer
@@ -137,10 +138,30 @@ def test_forged_callback_shows_readable_error(page: Any, site: Site) -> None:
 
 
 def test_setup_not_completed_is_shown_on_omi_page(page: Any, site: Site) -> None:
-    page.goto(f"{site.url}/omi/login")
+    """An app whose setup-completed URL answers false: OMI's page shows its refusal."""
+    gate = Flask("gate")
+    gate.get("/setup-completed")(lambda: {"is_setup_completed": False})
+    with LiveServer(gate) as gate_server:
+        site.fake.register_app(
+            "gated-app",
+            app_home_url=f"{site.url}/omi/callback",
+            setup_completed_url=f"{gate_server.url}/setup-completed",
+        )
+        page.goto(f"{site.fake.url}/v1/oauth/authorize?app_id=gated-app&state=" + "A" * 43)
+        sign_in_on_omi(page, "newcomer")
+        page.wait_for_selector("#error-message:has-text('setup is not completed')")
+        shot(page, "06-setup-not-completed")
+
+
+def test_new_user_signs_in_then_chooses_a_display_name(page: Any, site: Site) -> None:
+    page.goto(f"{site.url}/omi/login?next=/dashboard")
     sign_in_on_omi(page, "newcomer")
-    page.wait_for_selector("#error-message:has-text('setup is not completed')")
-    shot(page, "06-setup-not-completed")
+    page.wait_for_url(f"{site.url}/dashboard")
+    page.click("#choose-name")
+    page.fill("#display_name", "Newcomer")
+    page.click("#finish-setup")
+    page.wait_for_url(f"{site.url}/dashboard")
+    assert "(Newcomer)" in page.text_content("main")
 
 
 def test_two_tabs_start_sign_in_at_once_and_both_finish(browser: Any, site: Site) -> None:

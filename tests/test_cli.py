@@ -13,11 +13,18 @@ import pytest
 import requests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_omi import OmiBlueprint
+from flask_omi import MemoryStateRegistry, OmiBlueprint
 
 from .conftest import make_app
 
-GOOD = {"SECRET_KEY": "k" * 40, "SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_SAMESITE": "Lax"}
+#: Settings that pass every check on a public https host.
+GOOD = {
+    "SECRET_KEY": "9f2c1e7ab4d8056c3e91fa27d0b6c4e85a13f9d27c60b8e4",
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_NAME": "__Host-session",
+    "OMI_STATE_REGISTRY": MemoryStateRegistry(),
+}
 
 
 def run_check(*args: str, **config: object) -> tuple[int, str, str]:
@@ -28,10 +35,11 @@ def run_check(*args: str, **config: object) -> tuple[int, str, str]:
 
 def test_check_prints_the_urls_to_paste() -> None:
     code, out, err = run_check("--base-url", "https://app.example.com")
-    assert code == 0, err
+    assert code == 0, out + err
     assert "App Home URL: https://app.example.com/omi/callback" in out
     assert "Setup completed URL: https://app.example.com/omi/setup-completed" in out
-    assert "warning: The app is not wrapped in werkzeug's ProxyFix" in err
+    assert "warning: The app is not wrapped in werkzeug's ProxyFix" in out
+    assert "ok:" not in out and out.rstrip().endswith("0 of them must be fixed before going live")
 
 
 def test_check_uses_server_name() -> None:
@@ -48,20 +56,17 @@ def test_check_needs_a_base_url() -> None:
 @pytest.mark.parametrize(
     ("args", "config", "needle"),
     [
-        ((), {"SECRET_KEY": "short"}, "SECRET_KEY is missing or shorter"),
+        ((), {"SECRET_KEY": "short"}, "SECRET_KEY is shorter than 32"),
         ((), {"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE is off"),
-        (
-            (),
-            {"SESSION_COOKIE_SAMESITE": "Strict"},
-            "SESSION_COOKIE_SAMESITE is 'Strict'",
-        ),
+        ((), {"SESSION_COOKIE_SAMESITE": "Strict"}, "SESSION_COOKIE_SAMESITE is 'Strict'"),
         (("--behind-proxy",), {}, "The app is not wrapped in werkzeug's ProxyFix"),
     ],
 )
 def test_check_finds_problems(args: tuple[str, ...], config: dict[str, object], needle: str) -> None:
-    code, _, err = run_check("--base-url", "https://app.example.com", *args, **config)
+    code, out, _ = run_check("--base-url", "https://app.example.com", *args, **config)
     assert code == 1
-    assert f"problem: {needle}" in err
+    assert f"warning: (must fix) {needle}" in out
+    assert "ok:" not in out
 
 
 @pytest.mark.parametrize(
@@ -73,8 +78,8 @@ def test_check_finds_problems(args: tuple[str, ...], config: dict[str, object], 
     ],
 )
 def test_check_finds_url_problems(base_url: str, needle: str) -> None:
-    code, _, err = run_check("--base-url", base_url)
-    assert code == 1 and needle in err
+    code, out, _ = run_check("--base-url", base_url)
+    assert code == 1 and needle in out
 
 
 def test_check_passes_with_proxyfix_behind_a_proxy_and_on_localhost() -> None:
@@ -84,9 +89,10 @@ def test_check_passes_with_proxyfix_behind_a_proxy_and_on_localhost() -> None:
         args=["omi", "check", "--base-url", "https://a.example", "--behind-proxy"]
     )
     assert result.exit_code == 0 and "ok: no problems found" in result.stdout
-    local = make_app(OmiBlueprint(), SECRET_KEY="k" * 40)
+    local = make_app(OmiBlueprint(), SECRET_KEY=GOOD["SECRET_KEY"], SESSION_COOKIE_SAMESITE="Lax")
     result = local.test_cli_runner().invoke(args=["omi", "check", "--base-url", "http://127.0.0.1:5000"])
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.rstrip().endswith("ok: no problems found")
 
 
 def test_login_url() -> None:
@@ -154,4 +160,4 @@ def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:
         "Webhook URL (transcript_processed): https://app.example.com/omi/webhooks/transcript" in result.stdout
     )
     assert "Webhook URL (audio_bytes): https://app.example.com/omi/webhooks/audio" in result.stdout
-    assert "OMI_WEBHOOK_SECRET is not set" in result.stderr
+    assert "warning: OMI_WEBHOOK_SECRET is not set" in result.stdout

@@ -70,15 +70,6 @@ def test_json_body_without_html_accept_gets_401(app: Flask, client: FlaskClient)
     assert client.post("/api/items", json={"a": 1}).get_data(as_text=True) == "created"
 
 
-def test_options_passes_through(app: Flask, client: FlaskClient) -> None:
-    @app.route("/api/cors", methods=["GET", "OPTIONS"])
-    @omi_login_required
-    def cors() -> str:
-        return "preflight ok"
-
-    assert client.options("/api/cors").get_data(as_text=True) == "preflight ok"
-
-
 def test_async_view(app: Flask, client: FlaskClient) -> None:
     @app.get("/async")
     @omi_login_required

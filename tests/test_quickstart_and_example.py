@@ -44,7 +44,8 @@ def test_readme_quickstart_pasted_into_a_file_signs_in(tmp_path: Path, fake_omi:
         assert landed.text == "hello quick_user"
 
 
-def test_example_app_setup_step_then_sign_in(tmp_path: Path, fake_omi: FakeOmi) -> None:
+def test_example_app_sign_in_then_set_up_step(tmp_path: Path, fake_omi: FakeOmi) -> None:
+    """A new user signs in at once (the example has no setup gate), then picks a display name."""
     app = create_app(
         {"OMI_APP_ID": "ex", "OMI_API_BASE": fake_omi.url, "EXAMPLE_DB": str(tmp_path / "ex.db")}
     )
@@ -56,23 +57,20 @@ def test_example_app_setup_step_then_sign_in(tmp_path: Path, fake_omi: FakeOmi) 
         )
         browser = requests.Session()
         start = browser.get(f"{server.url}/omi/login?next=/dashboard", timeout=5)
-        try:
-            fake_omi.sign_in(start.url, "newbie", http=browser)
-            raise AssertionError("sign-in should need set-up first")
-        except FakeOmiRefused as refused:
-            assert refused.status == 400 and "setup is not completed" in refused.detail
-        assert "Finish set-up" in browser.get(f"{server.url}/setup?uid=newbie", timeout=5).text
-        assert browser.get(f"{server.url}/setup?uid=bad%20uid", timeout=5).status_code == 400
-        empty = browser.post(f"{server.url}/setup", data={"uid": "newbie", "display_name": " "}, timeout=5)
-        assert "Please choose a display name" in empty.text
-        done = browser.post(
-            f"{server.url}/setup", data={"uid": "newbie", "display_name": "Newbie"}, timeout=5
-        )
-        assert 'id="setup-done"' in done.text
-        start = browser.get(f"{server.url}/omi/login?next=/dashboard", timeout=5)
         dashboard = browser.get(fake_omi.sign_in(start.url, "newbie", http=browser), timeout=5)
         assert dashboard.url == f"{server.url}/dashboard"
-        assert '<code id="uid">newbie</code> (Newbie)' in dashboard.text
+        assert 'id="choose-name"' in dashboard.text
+        # OMI's auth-step link carries ?uid=; for the signed-in uid it is the same form.
+        form = browser.get(f"{server.url}/setup?uid=newbie", timeout=5).text
+        assert "Finish set-up" in form
+        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        empty = browser.post(f"{server.url}/setup", data={"csrf_token": token, "display_name": " "}, timeout=5)
+        assert "Please choose a display name" in empty.text
+        done = browser.post(
+            f"{server.url}/setup", data={"csrf_token": token, "display_name": "Newbie"}, timeout=5
+        )
+        assert done.url == f"{server.url}/dashboard"
+        assert '<code id="uid">newbie</code> (Newbie)' in done.text
         assert "Open your dashboard" in browser.get(f"{server.url}/", timeout=5).text
         browser.post(f"{server.url}/omi/logout", timeout=5)
         assert "Sign in with OMI" in browser.get(f"{server.url}/", timeout=5).text

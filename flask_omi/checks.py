@@ -1,0 +1,210 @@
+"""The settings audit behind ``flask omi check``: what sign-in depends on, checked before going live.
+
+Each finding is either *fatal* (insecure, or sign-in cannot work: the command exits 1) or advice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_DISTINCT = 10
+#: A state older than this is refused by OMI's own flow in practice (a person signs in in minutes);
+#: above the first bound the check advises, above the second it fails.
+STATE_MAX_AGE_ADVISED, STATE_MAX_AGE_LIMIT = 900, 3600
+_OBVIOUS_WORDS = (
+    "secret", "password", "passwd", "changeme", "change-me", "change_me", "example", "default",
+    "insecure", "qwerty", "letmein", "flask", "django", "dev-key", "devkey", "testkey", "test-key",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Finding:
+    fatal: bool
+    message: str
+
+
+def weak_secret_key_reason(key: object) -> str | None:
+    """Why ``key`` is guessable or forgeable, or None. Length alone does not make a key random."""
+    if not key:
+        return "SECRET_KEY is missing"
+    text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+    if len(text) < MIN_SECRET_KEY_LENGTH:
+        return f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters"
+    if len(set(text)) < MIN_SECRET_KEY_DISTINCT or text in (text + text)[1:-1]:
+        return "SECRET_KEY is a repeated pattern, not random"
+    lowered = text.lower()
+    if any(word in lowered for word in _OBVIOUS_WORDS):
+        return "SECRET_KEY contains an obvious word"
+    return None
+
+
+def check_settings(app: Flask, base_url: str, behind_proxy: bool) -> list[Finding]:
+    parts = urlsplit(base_url)
+    local = (parts.hostname or "") in LOCAL_HOSTS
+    found = [
+        *_secret_key(app),
+        *_cookie(app.config, parts, local, app.debug),
+        *_urls(parts, local),
+        *_sign_in(app, parts, local),
+        *_proxy(app, parts, local, behind_proxy),
+    ]
+    return found
+
+
+def _secret_key(app: Flask) -> list[Finding]:
+    reason = weak_secret_key_reason(app.secret_key)
+    if reason is None:
+        return []
+    return [
+        Finding(
+            True,
+            f"{reason}: whoever guesses it can forge sessions, and so sign-ins. "
+            "Use secrets.token_hex(32), kept out of the code.",
+        )
+    ]
+
+
+def _cookie(config: Any, parts: SplitResult, local: bool, debug: bool) -> list[Finding]:
+    found: list[Finding] = []
+    samesite = str(config.get("SESSION_COOKIE_SAMESITE") or "").lower()
+    if samesite == "strict":
+        found.append(
+            Finding(
+                True,
+                "SESSION_COOKIE_SAMESITE is 'Strict': the browser will not send the session cookie on "
+                "OMI's redirect back to the App Home URL, so every sign-in fails its state check. Use 'Lax'.",
+            )
+        )
+    elif samesite != "lax":
+        shown = repr(config.get("SESSION_COOKIE_SAMESITE"))
+        found.append(
+            Finding(
+                True,
+                f"SESSION_COOKIE_SAMESITE is {shown}: other sites' forms and requests then carry the "
+                "session cookie (cross-site request forgery, forced sign-out). Use 'Lax'.",
+            )
+        )
+    if not config.get("SESSION_COOKIE_HTTPONLY", True):
+        found.append(
+            Finding(
+                True,
+                "SESSION_COOKIE_HTTPONLY is off: any script on the page, an injected one included, "
+                "can read the session cookie and take over the sign-in. Leave it on (Flask's default).",
+            )
+        )
+    if not debug and not config.get("SESSION_COOKIE_SECURE") and not local:
+        found.append(
+            Finding(
+                True,
+                "SESSION_COOKIE_SECURE is off outside debug: the session cookie (your users' sign-in) "
+                "would also travel over plain http.",
+            )
+        )
+    found.extend(_cookie_scope(config, parts, local))
+    return found
+
+
+def _cookie_scope(config: Any, parts: SplitResult, local: bool) -> list[Finding]:
+    """Cookie tossing: a sibling subdomain can set a cookie this app then reads as its session."""
+    name = str(config.get("SESSION_COOKIE_NAME") or "session")
+    domain = config.get("SESSION_COOKIE_DOMAIN")
+    if name.startswith("__Host-"):
+        path = config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/"
+        if domain or path != "/" or not config.get("SESSION_COOKIE_SECURE"):
+            return [
+                Finding(
+                    True,
+                    f"SESSION_COOKIE_NAME is {name!r}, but browsers only accept a __Host- cookie that is "
+                    "Secure, has Path=/ and no Domain: set SESSION_COOKIE_SECURE=True, leave "
+                    "SESSION_COOKIE_DOMAIN unset and APPLICATION_ROOT at '/'.",
+                )
+            ]
+        return []
+    found: list[Finding] = []
+    if domain:
+        found.append(
+            Finding(
+                False,
+                f"SESSION_COOKIE_DOMAIN is {domain!r}: the session cookie is shared with every "
+                "subdomain, any of which can read or overwrite it. Leave it unset.",
+            )
+        )
+    if parts.scheme == "https" and not local:
+        found.append(
+            Finding(
+                False,
+                f"SESSION_COOKIE_NAME is {name!r}: a sibling subdomain can set a cookie of that name "
+                "(with Path=/omi/callback) that shadows the session on the callback and defeats the "
+                "sign-in state. Name it '__Host-session': browsers then refuse such cookies.",
+            )
+        )
+    return found
+
+
+def _urls(parts: SplitResult, local: bool) -> list[Finding]:
+    found: list[Finding] = []
+    if parts.query or parts.fragment:
+        found.append(
+            Finding(
+                True,
+                "The App Home URL would carry a query string or a #fragment: OMI appends '?uid=...' by "
+                "plain concatenation, so the parameters would be lost or mangled.",
+            )
+        )
+    if parts.scheme != "https" and not local:
+        found.append(Finding(True, "The App Home URL uses plain http on a public host: use https."))
+    return found
+
+
+def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
+    config = app.config
+    found: list[Finding] = []
+    max_age = config.get("OMI_STATE_MAX_AGE", 600)
+    if isinstance(max_age, (int, float)) and max_age > STATE_MAX_AGE_ADVISED:
+        fatal = max_age > STATE_MAX_AGE_LIMIT
+        found.append(
+            Finding(
+                fatal,
+                f"OMI_STATE_MAX_AGE is {max_age} s: a captured callback URL stays usable that long. "
+                f"A sign-in takes minutes; keep it at most {STATE_MAX_AGE_ADVISED} s (default 600).",
+            )
+        )
+    if config.get("OMI_STATE_REGISTRY") is None and not local:
+        found.append(
+            Finding(
+                False,
+                "OMI_STATE_REGISTRY is not set: two callbacks sent at once with the same cookie, or a "
+                "callback replayed with a session cookie copied before it, can both sign in. Set it to "
+                "the app's Redis client (see SECURITY.md).",
+            )
+        )
+    if "omi_webhooks" in app.extensions and not config.get("OMI_WEBHOOK_SECRET"):
+        found.append(
+            Finding(
+                False,
+                "OMI_WEBHOOK_SECRET is not set: webhooks are accepted unsigned, so anyone who knows the "
+                "URL can post events for any uid. Set it if OMI signs your webhooks.",
+            )
+        )
+    return found
+
+
+def _proxy(app: Flask, parts: SplitResult, local: bool, behind_proxy: bool) -> list[Finding]:
+    if isinstance(app.wsgi_app, ProxyFix):
+        return []
+    message = (
+        "The app is not wrapped in werkzeug's ProxyFix: behind a reverse proxy, generated URLs "
+        "(the callback, redirects) use the proxy's internal scheme and host."
+    )
+    if behind_proxy:
+        return [Finding(True, message)]
+    if parts.scheme == "https" and not local:
+        return [Finding(False, message + " Ignore this if nothing sits in front of the app.")]
+    return []
