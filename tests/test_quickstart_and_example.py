@@ -12,7 +12,7 @@ from flask import Flask
 
 from example_app import create_app
 from example_app.__main__ import DEMO_UID, demo_app
-from flask_omi.testing import FakeOmi, FakeOmiRefused, LiveServer, sign_in_test_client
+from flask_omi.testing import FakeOmi, LiveServer, sign_in_test_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,9 @@ def test_example_app_sign_in_then_set_up_step(tmp_path: Path, fake_omi: FakeOmi)
         form = browser.get(f"{server.url}/setup?uid=newbie", timeout=5).text
         assert "Finish set-up" in form
         token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        empty = browser.post(f"{server.url}/setup", data={"csrf_token": token, "display_name": " "}, timeout=5)
+        empty = browser.post(
+            f"{server.url}/setup", data={"csrf_token": token, "display_name": " "}, timeout=5
+        )
         assert "Please choose a display name" in empty.text
         done = browser.post(
             f"{server.url}/setup", data={"csrf_token": token, "display_name": "Newbie"}, timeout=5
