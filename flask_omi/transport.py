@@ -144,7 +144,7 @@ def error_for(
     where: dict[str, Any] = {"status": status, "detail": detail, "method": method, "path": path}
     if status == 401 or (status == 403 and _mentions_api_key(detail)):
         return OmiAuthError("OMI refused the app's API key", **where)
-    if status == 403 and detail in NOT_ENABLED_DETAILS:
+    if status == 403 and isinstance(detail, str) and detail in NOT_ENABLED_DETAILS:
         return OmiAppNotEnabled("The user has not enabled this app in OMI", **where)
     if status == 403 and isinstance(detail, str) and detail.startswith(CAPABILITY_DETAIL_PREFIX):
         return OmiPermissionError("The app lacks the capability for this call", **where)

@@ -130,6 +130,9 @@ def _verify_with_omi(uid: str) -> None:
     except OmiApiError as error:
         logger.error("OMI sign-in: could not verify the uid with OMI (%s)", error.error_code)
         raise UidVerificationUnavailable() from None
+    except Exception:  # a bug here must not become a sign-in (or a 500): fail closed
+        logger.exception("OMI sign-in: could not verify the uid with OMI (unexpected failure)")
+        raise UidVerificationUnavailable() from None
     if not enabled:
         raise UidRejected()
 

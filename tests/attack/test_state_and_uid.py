@@ -138,6 +138,26 @@ def test_expired_without_sleeping(app: Flask, failures: list[str]) -> None:
     refused(client, f"uid=u1&state={state}", "state_expired", failures, consumed=True)
 
 
+def test_expiry_keeps_sub_second_precision() -> None:
+    """Issued at x.9 s and used 1.2 s later with a 2 s lifetime: valid. A whole-second issue time
+    would have made it 2.1 s old."""
+    app = make_app(OmiBlueprint(), OMI_STATE_MAX_AGE=2)
+    clock = app.extensions["omi"].clock = Clock(1_800_000_000.9)
+    client = app.test_client()
+    state = start_login(client)
+    clock.now += 1.2
+    assert client.get(f"/omi/callback?uid=u1&state={state}").status_code == 302
+    late = start_login(client)
+    clock.now += 2.001
+    expired = client.get(f"/omi/callback?uid=u1&state={late}")
+    assert expired.status_code == 400 and ">state_expired<" in expired.get_data(as_text=True)
+
+
+def test_a_uid_with_dots_inside_still_signs_in(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get(f"/omi/callback?uid=a.b&state={start_login(client)}").status_code == 302
+
+
 def test_beyond_the_pending_cap(app: Flask, failures: list[str]) -> None:
     client = app.test_client()
     with_a_signed_in_user(client)
@@ -160,6 +180,10 @@ UIDS = [
     ("SQL", quote("1' OR '1'='1"), "uid_invalid"),
     ("SQL comment", quote("admin'--"), "uid_invalid"),
     ("path", quote("../../etc/passwd"), "uid_invalid"),
+    ("dot", ".", "uid_invalid"),
+    ("dot dot", "..", "uid_invalid"),
+    ("three dots", "...", "uid_invalid"),
+    ("encoded dot dot", "%2E%2E", "uid_invalid"),
     ("space", "a%20b", "uid_invalid"),
     ("NUL", "a%00", "uid_invalid"),
     ("repeated", "u1&uid=u2", "uid_invalid"),
