@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Flask
 
-from flask_omi import OmiBlueprint, current_omi_user, omi_login_required
+from flask_omi import MemoryStateRegistry, OmiBlueprint, current_omi_user, omi_login_required
 
 
 def create() -> Flask:
@@ -17,7 +18,7 @@ def create() -> Flask:
         OMI_API_BASE=os.environ.get("TEST_OMI_BASE", "http://127.0.0.1:9"),
     )
     redis_url = os.environ.get("TEST_REDIS_URL")
-    if redis_url:
+    if redis_url and os.environ.get("TEST_SESSIONS", "redis") == "redis":
         import redis
         from flask_session import Session
 
@@ -25,7 +26,23 @@ def create() -> Flask:
             SESSION_TYPE="redis", SESSION_REDIS=redis.from_url(redis_url), SESSION_PERMANENT=False
         )
         Session(app)
-    app.register_blueprint(OmiBlueprint())
+    registry = os.environ.get("TEST_STATE_REGISTRY")
+    if registry == "redis" and redis_url:
+        import redis
+
+        app.config["OMI_STATE_REGISTRY"] = redis.from_url(redis_url)
+    elif registry == "memory":
+        app.config["OMI_STATE_REGISTRY"] = MemoryStateRegistry()
+    bp = OmiBlueprint()
+    delay = float(os.environ.get("TEST_VERIFY_DELAY", "0"))
+    if delay:
+
+        @bp.uid_verifier
+        def slow_verifier(uid: str) -> bool:
+            time.sleep(delay)  # a slow check (OMI, a database) widens the race window
+            return True
+
+    app.register_blueprint(bp)
 
     @app.get("/whoami")
     @omi_login_required
