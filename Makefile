@@ -7,7 +7,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := chromium redis-server
 PYTEST_ARGS ?=
 PY_SRC := flask_omi tests example_app $(wildcard benchmarks)
 
@@ -33,9 +32,10 @@ define apt_install
 	fi
 endef
 
-# chromium drives the browser tests, redis-server backs the shared-session tests.
+# chromium drives the browser tests, redis-server backs the shared-session tests, openssl makes
+# the certificate of the HTTPS cookie tests.
 system-deps:
-	$(call apt_install,chromium:chromium redis-server:redis-server)
+	$(call apt_install,chromium:chromium redis-server:redis-server openssl:openssl)
 
 # valgrind counts instructions, openssl makes the HTTPS benchmark's certificate.
 bench-deps:

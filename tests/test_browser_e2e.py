@@ -1,13 +1,7 @@
-"""End to end in a real headless Chromium: the example app, the fake OMI's page, real cookies.
-
-Playwright drives Debian's ``chromium`` (no browser download). Without it the tests are skipped
-locally, but under ``CI=true`` a missing browser fails the run: these tests must run in CI.
-"""
+"""End to end in a real headless Chromium: the example app, the fake OMI's page, real cookies."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,33 +12,17 @@ from flask import Flask
 from example_app import create_app
 from flask_omi.testing import FakeOmi, LiveServer
 
+from .chromium import chromium
+
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed, and browser tests must run in CI")
-        pytest.skip("chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 class Site:

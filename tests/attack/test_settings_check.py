@@ -1,0 +1,103 @@
+"""``flask omi check`` against insecure settings: each is a finding, the insecure ones exit 1, and
+every finding is printed to one stream with one prefix, so the all-clear never stands beside one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from flask_omi import MemoryStateRegistry, OmiBlueprint
+from flask_omi.checks import weak_secret_key_reason
+
+from ..conftest import make_app
+
+GOOD: dict[str, Any] = {
+    "SECRET_KEY": "4e0b9d17c2a85f36e1d07b94ac5238f6d9e21b7c",
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_NAME": "__Host-session",
+    "OMI_STATE_REGISTRY": MemoryStateRegistry(),
+}
+
+
+def check(base_url: str = "https://app.example.com", **config: Any) -> tuple[int, str, str]:
+    app = make_app(OmiBlueprint(), **{**GOOD, **config})
+    app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", base_url])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_good_settings_pass() -> None:
+    code, out, err = check()
+    assert code == 0 and err == ""
+    assert out.rstrip().endswith("ok: no problems found") and "warning:" not in out
+
+
+#: (name, config, what the finding says, must it be fixed)
+FINDINGS: list[tuple[str, dict[str, Any], str, bool]] = [
+    ("HttpOnly off", {"SESSION_COOKIE_HTTPONLY": False}, "SESSION_COOKIE_HTTPONLY is off", True),
+    ("SameSite None", {"SESSION_COOKIE_SAMESITE": "None"}, "SESSION_COOKIE_SAMESITE is 'None'", True),
+    ("SameSite unset", {"SESSION_COOKIE_SAMESITE": None}, "SESSION_COOKIE_SAMESITE is None", True),
+    ("SameSite Strict", {"SESSION_COOKIE_SAMESITE": "Strict"}, "is 'Strict'", True),
+    ("one repeated character", {"SECRET_KEY": "k" * 40}, "repeated pattern", True),
+    ("a repeated unit", {"SECRET_KEY": "ab12" * 12}, "repeated pattern", True),
+    ("an obvious word", {"SECRET_KEY": "my-super-secret-key-for-production-2024"}, "obvious word", True),
+    ("changeme", {"SECRET_KEY": "CHANGEME-9f8e7d6c5b4a39281706f5e4d3c2b1a0"}, "obvious word", True),
+    ("short", {"SECRET_KEY": "3f9a1c"}, "shorter than 32", True),
+    ("bytes, short", {"SECRET_KEY": b"\x01\x02"}, "shorter than 32", True),
+    ("state max age of a year", {"OMI_STATE_MAX_AGE": 365 * 24 * 3600}, "OMI_STATE_MAX_AGE is 31536000", True),
+    ("state max age of half an hour", {"OMI_STATE_MAX_AGE": 1800}, "OMI_STATE_MAX_AGE is 1800", False),
+    ("no __Host- prefix", {"SESSION_COOKIE_NAME": "session"}, "Name it '__Host-session'", False),
+    ("cookie domain", {"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_DOMAIN": "example.com"}, "SESSION_COOKIE_DOMAIN", False),
+    ("__Host- with a domain", {"SESSION_COOKIE_DOMAIN": "example.com"}, "browsers only accept a __Host- cookie", True),
+    ("__Host- with a path", {"SESSION_COOKIE_PATH": "/app"}, "browsers only accept a __Host- cookie", True),
+    ("no state registry", {"OMI_STATE_REGISTRY": None}, "OMI_STATE_REGISTRY is not set", False),
+    ("Secure off", {"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE is off", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "config", "needle", "fatal"), FINDINGS, ids=[f[0] for f in FINDINGS])
+def test_each_finding(name: str, config: dict[str, Any], needle: str, fatal: bool) -> None:
+    code, out, err = check(**config)
+    assert err == ""  # one stream
+    findings = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert any(needle in line for line in findings), out
+    assert ("warning: (must fix) " in out) is fatal
+    assert code == (1 if fatal else 0)
+    assert "ok:" not in out
+    assert out.splitlines()[-1].startswith("result: ")
+
+
+def test_everything_wrong_at_once_is_reported_in_one_place() -> None:
+    code, out, _ = check(
+        "http://app.example.com/?q=1",
+        SECRET_KEY="x" * 40,
+        SESSION_COOKIE_HTTPONLY=False,
+        SESSION_COOKIE_SAMESITE=None,
+        SESSION_COOKIE_SECURE=False,
+        SESSION_COOKIE_NAME="session",
+        OMI_STATE_MAX_AGE=10**8,
+        OMI_STATE_REGISTRY=None,
+    )
+    findings = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert code == 1 and len(findings) >= 7
+    assert (
+        out.splitlines()[-1]
+        == f"result: {len(findings)} warning(s), 7 of them must be fixed before going live"
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "9f2c1e7ab4d8056c3e91fa27d0b6c4e85a13f9d27c60b8e4",
+        "kZ3-q8Rt_w1YbN6mLx0VcP4sJd7HfG2aUe9oTi5rEy",
+        b"\x8f\x12\xa9\x03\x77\xc4\x1e\x5b\xd0\x66\x2a\xf1\x39\x84\xbe\x07"
+        b"\x5d\xe2\x91\x4c\x0a\xb7\x63\x18\xfe\x25\x9d\x70\xc8\x3e\xa4\x51",
+    ],
+)
+def test_random_keys_are_not_flagged(key: str | bytes) -> None:
+    assert weak_secret_key_reason(key) is None
