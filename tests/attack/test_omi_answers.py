@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
+import requests
 from flask import Flask, Response, stream_with_context
 
 from flask_omi import (
@@ -260,3 +261,23 @@ def test_the_limit_comes_from_config(fake: FakeOmi, key: str) -> None:
 
     with app.app_context(), pytest.raises(OmiTransportError):
         omi_client().get_memories("u1")
+
+
+class ExplodingSession(requests.Session):
+    """The network edge failing in a way no one planned for."""
+
+    def request(self, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
+        raise RuntimeError("a bug below the client")
+
+
+def test_an_unexpected_failure_while_verifying_fails_closed(
+    fake: FakeOmi, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = verifying_app(fake, key)
+    app.extensions["omi"].client = OmiClient(APP_ID, key, base_url=fake.url, session=ExplodingSession())
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, logger="flask_omi"):
+        response = client.get(f"/omi/callback?uid=u1&state={start_login(client)}")
+    assert response.status_code == 503 and ">uid_verification_unavailable<" in response.get_data(as_text=True)
+    assert "unexpected failure" in caplog.text
+    assert client.get("/dashboard").status_code == 302
