@@ -49,6 +49,7 @@ class OmiClient:
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
+        write_timeout: float = 60.0,
         max_attempts: int = 3,
         deadline: float = 30.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -68,6 +69,11 @@ class OmiClient:
             max_response_bytes=max_response_bytes,
         )
         self._prefix = f"/v2/integrations/{app_id}"
+        # OMI answers a write only after its LLM processing and webhook fan-out: a reply can take
+        # far longer than a read, and giving up early makes the app believe a write failed that
+        # OMI then performs.
+        self._write_timeout = write_timeout
+        self._write_deadline = max(deadline, write_timeout)
 
     def __repr__(self) -> str:
         return f"OmiClient(app_id={self.app_id!r}, base_url={self._transport.base_url!r})"
@@ -90,6 +96,18 @@ class OmiClient:
             "POST", self._prefix + path, params=params, json=json, idempotent=idempotent
         )
 
+    def _write(self, path: str, uid: str, body: dict[str, Any]) -> None:
+        """A write that OMI processes before answering: its own, longer timeout and deadline."""
+        self._transport.request(
+            "POST",
+            self._prefix + path,
+            params={"uid": uid},
+            json=body,
+            idempotent=False,
+            timeout=self._write_timeout,
+            deadline=self._write_deadline,
+        )
+
     # -- writes ---------------------------------------------------------------------------------------
     def create_conversation(
         self,
@@ -103,7 +121,10 @@ class OmiClient:
         language: str | None = None,
         geolocation: Geolocation | None = None,
     ) -> None:
-        """Create a conversation from text (OMI processes it as if recorded). 10 per hour per user."""
+        """Create a conversation from text (OMI processes it as if recorded). 10 per hour per user.
+
+        OMI answers once the conversation is processed, so this waits up to ``write_timeout``.
+        """
         body: dict[str, Any] = {"text": text, "text_source": text_source}
         if started_at is not None:
             body["started_at"] = iso_datetime(started_at, "started_at")
@@ -111,7 +132,7 @@ class OmiClient:
             body["finished_at"] = iso_datetime(finished_at, "finished_at")
         optional = {"text_source_spec": text_source_spec, "language": language, "geolocation": geolocation}
         body.update({k: v for k, v in optional.items() if v is not None})
-        self._post("/user/conversations", {"uid": uid}, body)
+        self._write("/user/conversations", uid, body)
 
     def create_memories(
         self,
@@ -123,20 +144,25 @@ class OmiClient:
         text_source_spec: str | None = None,
         source_id: str | None = None,
         source_url: str | None = None,
+        artifact_ref: dict[str, Any] | None = None,
     ) -> None:
-        """Add memories, given directly or as text for OMI to extract them from. 60 per hour."""
-        if not text and not memories:
+        """Add memories, given directly or as text for OMI to extract them from. 60 per hour.
+
+        ``text`` is always sent, as null when absent: OMI's model declares it without a default,
+        so a body without the key is refused with 422.
+        """
+        if not (text and text.strip()) and not memories:
             raise ValueError("create_memories needs text, memories, or both")
-        body: dict[str, Any] = {"text_source": text_source}
+        body: dict[str, Any] = {"text": text, "text_source": text_source}
         optional = {
-            "text": text,
             "memories": list(memories) if memories else None,
             "text_source_spec": text_source_spec,
             "source_id": source_id,
             "source_url": source_url,
+            "artifact_ref": artifact_ref,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        self._post("/user/memories", {"uid": uid}, body)
+        self._write("/user/memories", uid, body)
 
     def send_notification(self, uid: str, message: str) -> NotificationResult:
         """Push a notification to the user's phone. About 10 per user per clock hour."""
@@ -155,7 +181,7 @@ class OmiClient:
         self,
         uid: str,
         *,
-        limit: int = 25,
+        limit: int = 100,
         offset: int = 0,
         include_discarded: bool = False,
         statuses: Sequence[str] | None = None,
@@ -171,7 +197,8 @@ class OmiClient:
             "limit": limit,
             "offset": offset,
             "include_discarded": str(include_discarded).lower(),
-            "statuses": ",".join(statuses) if statuses else None,
+            # Repeated, ?statuses=a&statuses=b: OMI reads a list; "a,b" would be one status.
+            "statuses": list(statuses) if statuses else None,
             "start_date": date_param(start_date, "start_date"),
             "end_date": date_param(end_date, "end_date"),
             "max_transcript_segments": max_transcript_segments,
@@ -185,10 +212,16 @@ class OmiClient:
         *,
         page: int = 1,
         per_page: int = 10,
-        include_discarded: bool = False,
+        include_discarded: bool = True,
         start_date: DateLike = None,
         end_date: DateLike = None,
+        speaker_id: str | None = None,
+        max_transcript_segments: int = 100,
     ) -> ConversationSearch:
+        """Search titles and overviews. OMI's defaults: discarded conversations included; OMI
+        caps ``per_page`` at 250. ``speaker_id`` is ``"user"`` (the account owner) or a person id."""
+        if not -1 <= max_transcript_segments <= 1000:
+            raise ValueError("max_transcript_segments must be from -1 (all) to 1000")
         body = {
             "query": query,
             "page": page,
@@ -196,10 +229,12 @@ class OmiClient:
             "include_discarded": include_discarded,
             "start_date": date_param(start_date, "start_date"),
             "end_date": date_param(end_date, "end_date"),
+            "speaker_id": speaker_id,
         }
         body = {k: v for k, v in body.items() if v is not None}
+        params = {"uid": uid, "max_transcript_segments": max_transcript_segments}
         # A search changes nothing, so it may be retried like a read.
-        answer, _ = self._post("/search/conversations", {"uid": uid}, body, idempotent=True)
+        answer, _ = self._post("/search/conversations", params, body, idempotent=True)
         return cast(ConversationSearch, answer)
 
     def get_tasks(
@@ -209,17 +244,24 @@ class OmiClient:
         limit: int = 100,
         offset: int = 0,
         completed: bool | None = None,
+        conversation_id: str | None = None,
         start_date: DateLike = None,
         end_date: DateLike = None,
+        due_start_date: DateLike = None,
+        due_end_date: DateLike = None,
     ) -> list[Task]:
+        """Tasks (OMI's action items), newest first; created and due dates filter separately."""
         _check_page(limit, offset)
         params = {
             "uid": uid,
             "limit": limit,
             "offset": offset,
             "completed": None if completed is None else str(completed).lower(),
+            "conversation_id": conversation_id,
             "start_date": date_param(start_date, "start_date"),
             "end_date": date_param(end_date, "end_date"),
+            "due_start_date": date_param(due_start_date, "due_start_date"),
+            "due_end_date": date_param(due_end_date, "due_end_date"),
         }
         return cast(list[Task], _items(self._get("/tasks", params), "tasks"))
 
@@ -327,6 +369,7 @@ def build_client(config: Any) -> OmiClient:
         config["OMI_API_KEY"],
         base_url=config["OMI_API_BASE"],
         timeout=float(config["OMI_API_TIMEOUT"]),
+        write_timeout=float(config["OMI_API_WRITE_TIMEOUT"]),
         max_attempts=int(config["OMI_API_MAX_ATTEMPTS"]),
         deadline=float(config["OMI_API_DEADLINE"]),
         max_response_bytes=int(config["OMI_API_MAX_RESPONSE_BYTES"]),

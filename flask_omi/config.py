@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "OMI_STATE_REGISTRY": None,
     "OMI_API_KEY": None,
     "OMI_API_TIMEOUT": 10.0,
+    "OMI_API_WRITE_TIMEOUT": 60.0,
     "OMI_API_MAX_ATTEMPTS": 3,
     "OMI_API_DEADLINE": 30.0,
     "OMI_API_MAX_RESPONSE_BYTES": 32 * 1024 * 1024,
@@ -59,7 +60,13 @@ def check_config(app: App) -> None:
             "(the app's secret key from OMI's developer settings)."
         )
     resolve_registry(app.config["OMI_STATE_REGISTRY"])  # raises OmiConfigError when unusable
-    numbers = ("OMI_STATE_MAX_AGE", "OMI_MAX_PENDING_SIGNINS", "OMI_API_TIMEOUT", "OMI_API_MAX_ATTEMPTS")
+    numbers = (
+        "OMI_STATE_MAX_AGE",
+        "OMI_MAX_PENDING_SIGNINS",
+        "OMI_API_TIMEOUT",
+        "OMI_API_WRITE_TIMEOUT",
+        "OMI_API_MAX_ATTEMPTS",
+    )
     for key in (*numbers, "OMI_API_DEADLINE", "OMI_VERIFY_TIMEOUT", "OMI_API_MAX_RESPONSE_BYTES"):
         value = app.config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

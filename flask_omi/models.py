@@ -12,21 +12,32 @@ from typing import Any, TypedDict
 
 class Memory(TypedDict, total=False):
     id: str
+    uid: str
     content: str
     category: str
     tags: list[str]
     created_at: str
+    updated_at: str
+    conversation_id: str
+    #: A source-specific pointer to where the memory came from, as the app that made it gave it.
+    artifact_ref: dict[str, Any]
 
 
 class NewMemory(TypedDict, total=False):
+    """One explicit memory for ``create_memories``; only ``content`` is required."""
+
     content: str
     tags: list[str]
+    source_id: str
+    source_url: str
+    artifact_ref: dict[str, Any]
 
 
 class TranscriptSegment(TypedDict, total=False):
     text: str
     speaker: str
     is_user: bool
+    person_id: str
     start: float
     end: float
 
@@ -54,8 +65,11 @@ class Conversation(TypedDict, total=False):
     structured: Structured
     transcript_segments: list[TranscriptSegment]
     language: str
-    geolocation: Geolocation | None
+    geolocation: Geolocation
     status: str
+    discarded: bool
+    app_id: str
+    external_data: dict[str, Any]
 
 
 class ConversationSearch(TypedDict):
@@ -70,7 +84,10 @@ class Task(TypedDict, total=False):
     description: str
     completed: bool
     created_at: str
-    due_at: str | None
+    updated_at: str
+    due_at: str
+    completed_at: str
+    conversation_id: str
 
 
 class NotificationResult(TypedDict):

@@ -62,11 +62,10 @@ def test_conversations_round_trip(world: tuple[FakeOmi, OmiClient, str]) -> None
         "Planning the garden party",
     ]
     oldest = conversations[1]
-    assert oldest["started_at"] == "2026-03-01T09:30:00+00:00"
-    assert oldest["finished_at"] == "2026-03-01T09:50:00+00:00"
+    assert oldest["started_at"] == "2026-03-01T09:30:00Z"  # OMI writes UTC with Z
+    assert oldest["finished_at"] == "2026-03-01T09:50:00Z"
     assert oldest["geolocation"] == {"latitude": 52.5, "longitude": 13.4}
     assert oldest["transcript_segments"][0]["text"] == "Planning the garden party"
-    assert oldest["text_source"] == "message"  # fields the TypedDict does not name are kept
     assert (
         client.get_conversations("u1", start_date=date(2000, 1, 1), end_date=datetime(2000, 1, 2, tzinfo=UTC))
         == []
@@ -122,7 +121,7 @@ def test_notification(world: tuple[FakeOmi, OmiClient, str]) -> None:
     fake, client, _ = world
     assert client.send_notification("u1", "Your summary is ready") == {
         "status": "Ok",
-        "rate_limit_remaining": 9,
+        "rate_limit_remaining": 8,  # OMI counts the first call of an hour twice
     }
     assert fake.notifications["u1"] == ["Your summary is ready"]
 
@@ -148,7 +147,11 @@ def test_every_error_class(world: tuple[FakeOmi, OmiClient, str]) -> None:
     fake.clock = lambda: 1_800_000_000.0  # all in one rate-limit hour, whenever the test runs
     with pytest.raises(OmiAuthError) as auth:
         OmiClient("app1", "sk_wrong", base_url=fake.url).get_memories("u1")
-    assert (auth.value.status, auth.value.detail, auth.value.method) == (403, "Invalid API key", "GET")
+    assert (auth.value.status, auth.value.detail, auth.value.method) == (
+        403,
+        "Invalid integrationAPI key",
+        "GET",
+    )
     assert auth.value.path == "/v2/integrations/app1/memories"
     fake.inject_fault("/memories", status=401, body='{"detail": "Missing or invalid Authorization header"}')
     with pytest.raises(OmiAuthError):
@@ -170,7 +173,7 @@ def test_every_error_class(world: tuple[FakeOmi, OmiClient, str]) -> None:
     with pytest.raises(OmiValidationError) as bad_date:
         client.get_tasks("u1", start_date="yesterday")
     assert bad_date.value.status == 400
-    for i in range(9):  # the refused "fax" call above counted too: OMI rate-limits before validating
+    for i in range(10):  # the refused "fax" call above was refused by validation, before counting
         client.create_conversation("u1", f"talk {i}")
     began = time.monotonic()
     with pytest.raises(OmiRateLimited) as limited_error:
@@ -217,12 +220,29 @@ def test_write_is_not_retried_after_a_5xx(world: tuple[FakeOmi, OmiClient, str])
 
 def test_write_is_not_retried_after_a_read_timeout(world: tuple[FakeOmi, OmiClient, str]) -> None:
     fake, _, key = world
-    slow = OmiClient("app1", key, base_url=fake.url, timeout=0.3, deadline=5)
+    slow = OmiClient("app1", key, base_url=fake.url, timeout=0.3, write_timeout=0.3, deadline=5)
     fake.inject_fault("/user/conversations", delay=0.8)  # OMI does the work, but too late
     with pytest.raises(OmiTransportError, match="ReadTimeout"):
         slow.create_conversation("u1", "must exist once")
     time.sleep(0.8)  # let the slow request finish on the server side
     assert [c["structured"]["title"] for c in fake.conversations["u1"]] == ["must exist once"]
+
+
+def test_writes_wait_longer_than_reads(world: tuple[FakeOmi, OmiClient, str]) -> None:
+    """OMI answers a write after processing it (LLM calls, webhook fan-out): it gets its own
+    timeout, so a write that takes longer than a read may is not reported as failed."""
+    fake, _, key = world
+    client = OmiClient(
+        "app1", key, base_url=fake.url, timeout=0.3, write_timeout=3, deadline=1, max_attempts=1
+    )
+    fake.inject_fault("/user/conversations", delay=1.2)
+    fake.inject_fault("/user/memories", delay=1.2)
+    client.create_conversation("u1", "slow to process")
+    client.create_memories("u1", text="slow to extract")
+    assert [c["structured"]["title"] for c in fake.conversations["u1"]] == ["slow to process"]
+    fake.inject_fault("/memories", method="GET", delay=1.2)
+    with pytest.raises(OmiTransportError, match="ReadTimeout"):
+        client.get_memories("u1")
 
 
 def test_read_timeout_is_retried_within_the_deadline(world: tuple[FakeOmi, OmiClient, str]) -> None:
@@ -307,3 +327,36 @@ def test_api_key_never_leaks(world: tuple[FakeOmi, OmiClient, str], caplog: pyte
     assert len(texts) > 8
     leaked = [t for t in texts if key in t or key[3:] in t]
     assert leaked == []
+
+
+def test_parameters_as_omi_reads_them(world: tuple[FakeOmi, OmiClient, str]) -> None:
+    """Each parameter in the form OMI's endpoint declares it (backend/routers/integration.py)."""
+    fake, client, _ = world
+    fake.add_conversation("u1", "draft", status="in_progress")
+    fake.add_conversation("u1", "done talk", status="completed")
+    fake.add_conversation("u1", "ignored", status="failed")
+    both = client.get_conversations("u1", statuses=["in_progress", "completed"])
+    assert [c["structured"]["title"] for c in both] == ["done talk", "draft"]  # repeated, not joined
+    client.create_memories("u1", memories=[{"content": "likes tea", "artifact_ref": {"note": "n1"}}])
+    assert fake.memories["u1"][0]["artifact_ref"] == {"note": "n1"}  # sent with "text": null
+    fake.add_conversation("u1", "Lisbon old", discarded=True)
+    fake.add_conversation(
+        "u1",
+        "Lisbon new",
+        transcript_segments=[{"text": "a", "is_user": True}, {"text": "b", "is_user": False}],
+    )
+    found = client.search_conversations("u1", "lisbon")
+    assert [c["structured"]["title"] for c in found["conversations"]] == ["Lisbon new", "Lisbon old"]
+    trimmed = client.search_conversations("u1", "lisbon", include_discarded=False, max_transcript_segments=1)
+    assert [len(c["transcript_segments"]) for c in trimmed["conversations"]] == [1]
+    assert client.search_conversations("u1", "", speaker_id="user")["conversations"][0]["structured"][
+        "title"
+    ] == ("Lisbon new")
+    fake.add_task("u1", "water plants", conversation_id="c9", due_at="2027-03-01T10:00:00+00:00")
+    fake.add_task("u1", "other")
+    (task,) = client.get_tasks(
+        "u1", conversation_id="c9", due_start_date=date(2027, 3, 1), due_end_date="2027-03-01"
+    )
+    assert task["description"] == "water plants" and task["updated_at"].endswith("Z")
+    with pytest.raises(ValueError, match="max_transcript_segments"):
+        client.search_conversations("u1", "x", max_transcript_segments=2000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,7 @@ def setup_server() -> Iterator[tuple[LiveServer, dict[str, object]]]:
         from flask import request
 
         answer["seen"].append(request.query_string.decode())  # type: ignore[attr-defined]
+        time.sleep(float(answer.get("delay", 0)))  # type: ignore[arg-type]
         body = answer["body"]
         if isinstance(body, str):
             return body, answer["status"], {"Content-Type": "text/plain"}
@@ -112,7 +114,9 @@ def test_paid_app_needs_purchase(fake_omi: FakeOmi) -> None:
         ({"is_setup_completed": True}, 200, None),
         ({"is_setup_completed": False}, 200, 400),
         ({}, 200, 400),
-        ([True], 200, 400),
+        ([True], 200, 500),  # OMI calls .get() on the JSON: a list is its unhandled 500
+        (None, 200, 500),
+        (7, 200, 500),
         ("not json", 200, 503),
         ({"is_setup_completed": True}, 500, 503),
         ({"is_setup_completed": True}, 302, 503),
@@ -141,9 +145,10 @@ def test_setup_completed_outcomes(
     assert answer["seen"] == ["uid=u1"]
 
 
-def test_setup_url_with_query_gets_ampersand_and_enabled_users_skip_checks(
+def test_oauth_setup_url_always_gets_question_mark_uid_and_enabled_users_skip_checks(
     fake_omi: FakeOmi, setup_server: tuple[LiveServer, dict[str, object]]
 ) -> None:
+    """backend/routers/oauth.py: ``setup_completed_url + f'?uid={uid}'``, whatever the URL holds."""
     server, answer = setup_server
     fake_omi.register_app(
         "app1", app_home_url="http://127.0.0.1:9/cb", setup_completed_url=f"{server.url}/setup-completed?v=2"
@@ -151,7 +156,31 @@ def test_setup_url_with_query_gets_ampersand_and_enabled_users_skip_checks(
     fake_omi.sign_in(authorize(fake_omi), "u1")
     answer.update(body={"is_setup_completed": False})
     fake_omi.sign_in(authorize(fake_omi), "u1")  # already enabled: no second check
-    assert answer["seen"] == ["v=2&uid=u1"]
+    assert answer["seen"] == ["v=2?uid=u1"]
+
+
+def test_oauth_enabling_can_fail_with_500(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb")
+    fake_omi.enable_failures = 1
+    with pytest.raises(FakeOmiRefused) as refused:
+        fake_omi.sign_in(authorize(fake_omi), "u1")
+    assert refused.value.status == 500 and "Could not automatically enable the app" in refused.value.detail
+    assert not fake_omi.is_enabled("u1", "app1")
+    fake_omi.sign_in(authorize(fake_omi), "u1")  # the next try works
+    assert fake_omi.is_enabled("u1", "app1")
+
+
+def test_oauth_setup_check_waits_longer_than_five_seconds(
+    fake_omi: FakeOmi, setup_server: tuple[LiveServer, dict[str, object]]
+) -> None:
+    """OMI's client for the check (utils/http_client.py) waits 10 s: a 6 s answer still counts."""
+    server, answer = setup_server
+    answer["delay"] = 6.0
+    fake_omi.register_app(
+        "app1", app_home_url="http://127.0.0.1:9/cb", setup_completed_url=f"{server.url}/setup-completed"
+    )
+    fake_omi.sign_in(authorize(fake_omi), "u1")
+    assert fake_omi.is_enabled("u1", "app1")
 
 
 def test_setup_url_unreachable_is_503(fake_omi: FakeOmi) -> None:

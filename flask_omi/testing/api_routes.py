@@ -1,26 +1,38 @@
-"""The fake OMI's app-facing API (``/v2/integrations/{app_id}/...``), with OMI's error order.
+"""The fake OMI's app-facing API (``/v2/integrations/{app_id}/...``), as OMI's backend answers it.
 
-Every request is judged in the order OMI judges it: 401 missing or malformed ``Authorization``,
-403 invalid key, 429 rate limited (with ``Retry-After``), 404 app not found, 403 app not enabled for
-the uid, 403 missing capability, 422 validation, 400 bad date. Error bodies are ``{"detail": ...}``.
+Each behaviour is OMI's own, from ``backend/routers/integration.py`` unless said otherwise:
+
+1. FastAPI validates the query and the body first: 422 with every problem (see
+   :mod:`.request_checks`).
+2. ``Authorization`` must start with ``Bearer `` (401); the rest, even empty, must be the app's key
+   (403, worded per endpoint: OMI spells it three ways).
+3. The writes are rate-limited (429, :mod:`.rate_limits`), before anything else is looked up.
+4. 404 ``App not found``; 403 ``App is not enabled for this user``; 403 ``App does not have the
+   capability to ...``.
+5. Then the endpoint's own checks (create-memories' empty input, 400 for an unreadable date).
+
+Answers leave out null fields (``response_model_exclude_none``) and write datetimes with ``Z``
+(``backend/models/integrations.py``, ``json_encoders``).
 """
 
 from __future__ import annotations
 
 import hmac
-import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from werkzeug.wrappers import Response
 
-from .store import LIMITS, FakeOmiStore
+from .rate_limits import Verdict
+from .request_checks import ApiError, Problems
+from .store import FakeOmiStore
+from .wire import conversation_item, iso_z, memory_item, task_item, without_nulls
 
 api = Blueprint("fake_api", __name__, url_prefix="/v2/integrations/<app_id>")
 
-CONVERSATION_SOURCES = {"audio_transcript", "message", "other_text"}
-MEMORY_SOURCES = {"email", "social_post", "other"}
+CONVERSATION_TEXT_SOURCES = ("audio_transcript", "message", "other_text")
+MEMORY_TEXT_SOURCES = ("email", "social_post", "other")
 CAPABILITY_TEXT = {
     "create_conversation": "create conversations",
     "create_memories": "create memories",
@@ -28,12 +40,14 @@ CAPABILITY_TEXT = {
     "read_conversations": "read conversations",
     "read_tasks": "read tasks",
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, detail)
-        self.status, self.detail, self.headers = status, detail, headers or {}
+#: The wrong-key answer of each endpoint, as OMI words it.
+WRONG_KEY = {
+    "create_conversation": "Invalid integration API key",
+    "create_memories": "Invalid integrationAPI key",
+    "get_memories": "Invalid integrationAPI key",
+}
+DEFAULT_WRONG_KEY = "Invalid API key"
+MISSING_AUTH = "Missing or invalid Authorization header. Must be 'Bearer API_KEY'"
 
 
 @api.errorhandler(ApiError)
@@ -49,229 +63,297 @@ def _store() -> FakeOmiStore:
     return store
 
 
-def _invalid(location: str, name: str, message: str) -> ApiError:
-    return ApiError(422, [{"loc": [location, name], "msg": message, "type": "value_error"}])
-
-
-def _gate(app_id: str, action: str | None, limit: str | None = None) -> str:
-    """Check a request as OMI does, in OMI's order; returns the uid."""
-    store = _store()
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not header[7:].strip():
-        raise ApiError(401, "Missing or invalid Authorization header. Must be 'Bearer API_KEY'")
-    key_app = store.api_keys.get(header[7:].strip())
+def _check_key(app_id: str, endpoint: str) -> None:
+    header = request.headers.get("Authorization")
+    if not header or not header.startswith("Bearer "):
+        raise ApiError(401, MISSING_AUTH)
+    key_app = _store().api_keys.get(header.replace("Bearer ", ""))
     if key_app is None or not hmac.compare_digest(key_app, app_id):
-        raise ApiError(403, "Invalid API key")
-    uid = request.args.get("uid")
-    if not uid:
-        raise _invalid("query", "uid", "Field required")
-    if limit is not None:
-        allowed, remaining, reset = store.take_rate(limit, app_id, uid)
-        g.fake_omi_rate = (remaining, reset)
-        if not allowed:
-            raise ApiError(429, "Rate limit exceeded. Try again later.", {"Retry-After": str(reset)})
+        raise ApiError(403, WRONG_KEY.get(endpoint, DEFAULT_WRONG_KEY))
+
+
+def _rate_limited(verdict: Verdict) -> ApiError:
+    """``backend/utils/other/endpoints.py`` ``_enforce_rate_limit``."""
+    headers = {"X-RateLimit-Limit": str(verdict.limit), "X-RateLimit-Remaining": "0"}
+    headers["Retry-After"] = str(verdict.reset)
+    return ApiError(429, f"Rate limit exceeded. Try again in {verdict.reset}s.", headers)
+
+
+def _gate(app_id: str, uid: str, endpoint: str, action: str, policy: str | None = None) -> None:
+    """Steps 2 to 4 of the module docstring, in OMI's order."""
+    store = _store()
+    _check_key(app_id, endpoint)
+    if policy is not None:
+        verdict = store.rate_limits.take(policy, f"{app_id}:{uid}")
+        if not verdict.allowed:
+            raise _rate_limited(verdict)
     app = store.apps.get(app_id)
     if app is None:
         raise ApiError(404, "App not found")
     if not store.is_enabled(uid, app_id):
         raise ApiError(403, "App is not enabled for this user")
-    if action is not None and action not in app.actions:
+    if action not in app.actions:
         raise ApiError(403, f"App does not have the capability to {CAPABILITY_TEXT[action]}")
-    return uid
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _invalid("query", name, "Input should be a valid integer") from None
-    if not low <= value <= high:
-        raise _invalid("query", name, f"Input should be between {low} and {high}")
-    return value
-
-
-def _bool_arg(name: str, default: bool) -> bool:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise _invalid("query", name, "Input should be a valid boolean")
-
-
-def _date(raw: Any) -> datetime | None:
-    if raw in (None, ""):
+def parse_date(raw: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
+    """OMI's date parameters: ``YYYY-MM-DD`` is the start (or, for an end, the last microsecond)
+    of that UTC day; anything else is ISO-8601 with ``Z`` allowed; unreadable is a 400."""
+    if not raw:
         return None
     try:
-        value = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        if len(raw) == 10:
+            day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            return day + timedelta(days=1, microseconds=-1) if end_of_day else day
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, f"Invalid date format: {raw!s:.40}. Use ISO-8601 or YYYY-MM-DD") from None
+        raise ApiError(
+            400, f"Invalid {name} format. Use ISO format (YYYY-MM-DDTHH:MM:SS.sssZ) or YYYY-MM-DD"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _in_range(item: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
-    created = datetime.fromisoformat(item["created_at"])
-    return (start is None or created >= start) and (end is None or created <= end)
+def _dates(*names: str) -> dict[str, datetime | None]:
+    return {
+        name: parse_date(request.args.get(name), name, end_of_day=name.endswith("end_date")) for name in names
+    }
 
 
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise _invalid("body", "", "Input should be a valid dictionary")
-    return body
+def _between(stamp: Any, start: datetime | None, end: datetime | None) -> bool:
+    if start is None and end is None:
+        return True
+    if not stamp:
+        return False
+    when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return (start is None or when >= start) and (end is None or when <= end)
 
 
-def _page(items: list[dict[str, Any]], default_limit: int, high: int) -> list[dict[str, Any]]:
-    limit = _int_arg("limit", default_limit, 1, high)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    return items[offset : offset + limit]
+def _newest_first(kind: str, uid: str) -> list[dict[str, Any]]:
+    store = _store()
+    with store.lock:
+        return list(reversed(getattr(store, kind).get(uid, [])))
 
 
+# -- writes -------------------------------------------------------------------------------------
 @api.post("/user/conversations")
 def create_conversation(app_id: str) -> Any:
-    uid = _gate(app_id, "create_conversation", "create_conversation")
-    body = _json_body()
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise _invalid("body", "text", "Field required")
-    if body.get("text_source", "audio_transcript") not in CONVERSATION_SOURCES:
-        raise _invalid(
-            "body", "text_source", "Input should be one of " + ", ".join(sorted(CONVERSATION_SOURCES))
-        )
-    geolocation = body.get("geolocation")
-    if geolocation is not None and not (
-        isinstance(geolocation, dict) and {"latitude", "longitude"} <= geolocation.keys()
-    ):
-        raise _invalid("body", "geolocation", "latitude and longitude are required")
-    started = _date(body.get("started_at")) or datetime.fromtimestamp(_store().clock(), tz=timezone.utc)
-    finished = _date(body.get("finished_at")) or started + timedelta(seconds=300)
-    _store().add_conversation(
+    checks = Problems()
+    uid = checks.query_str("uid", required=True)
+    body = checks.json_object()
+    text = checks.field(body, "text", str, required=True, nullable=False)
+    text_source = checks.choice(body, "text_source", CONVERSATION_TEXT_SOURCES, "audio_transcript")
+    started, finished = checks.datetime_field(body, "started_at"), checks.datetime_field(body, "finished_at")
+    geolocation = checks.field(body, "geolocation", dict)
+    if geolocation is not None:
+        for coordinate in ("latitude", "longitude"):
+            checks.field(
+                geolocation,
+                coordinate,
+                (int, float),
+                loc=("body", "geolocation"),
+                required=True,
+                nullable=False,
+            )
+    for name in ("text_source_spec", "language", "app_id", "client_device_id", "client_platform"):
+        checks.field(body, name, str)
+    checks.check()
+    assert uid is not None
+    _gate(app_id, uid, "create_conversation", "create_conversation", "integration:conversations")
+    store = _store()
+    started = started or datetime.fromtimestamp(store.clock(), tz=timezone.utc)
+    store.add_conversation(
         uid,
         text,
         started_at=started.isoformat(),
-        finished_at=finished.isoformat(),
+        finished_at=(finished or started + timedelta(seconds=300)).isoformat(),
         language=body.get("language") or "en",
         geolocation=geolocation,
-        text_source=body.get("text_source", "audio_transcript"),
+        text_source=text_source,
     )
     return jsonify({})
 
 
 @api.post("/user/memories")
 def create_memories(app_id: str) -> Any:
-    uid = _gate(app_id, "create_memories", "create_memories")
-    body = _json_body()
-    text, memories = body.get("text"), body.get("memories")
-    if not text and not memories:
-        raise _invalid("body", "", "Either text or memories must be provided")
-    if body.get("text_source", "other") not in MEMORY_SOURCES:
-        raise _invalid("body", "text_source", "Input should be one of " + ", ".join(sorted(MEMORY_SOURCES)))
-    if memories is not None and not (
-        isinstance(memories, list)
-        and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in memories)
-    ):
-        raise _invalid("body", "memories", "Each memory needs a content string")
+    checks = Problems()
+    uid = checks.query_str("uid", required=True)
+    body = checks.json_object()
+    # ``text: Optional[str]`` with no default: the key is required, null is allowed.
+    text = checks.field(body, "text", str, required=True)
+    checks.choice(body, "text_source", MEMORY_TEXT_SOURCES, "other")
+    for name in ("text_source_spec", "source_id", "source_url", "app_id"):
+        checks.field(body, name, str)
+    checks.field(body, "artifact_ref", dict)
+    memories = checks.field(body, "memories", list) or []
+    for index, memory in enumerate(memories):
+        where: tuple[str | int, ...] = ("body", "memories", index)
+        if not isinstance(memory, dict):
+            checks.add("model_type", where, "Input should be a valid dictionary or object", memory)
+            continue
+        checks.field(memory, "content", str, loc=where, required=True, nullable=False)
+        tags = checks.field(memory, "tags", list, loc=where)
+        for position, tag in enumerate(tags or []):
+            if not isinstance(tag, str):
+                checks.add("string_type", (*where, "tags", position), "Input should be a valid string", tag)
+        checks.field(memory, "artifact_ref", dict, loc=where)
+    checks.check()
+    assert uid is not None
+    _gate(app_id, uid, "create_memories", "create_memories", "integration:memories")
+    if (not text or not text.strip()) and not memories:
+        raise ApiError(422, "Either text or explicit memories(facts) are required and cannot be empty")
     store = _store()
-    for memory in memories or []:
-        store.add_memory(uid, memory["content"], tags=list(memory.get("tags") or []))
-    if isinstance(text, str) and text:
-        store.add_memory(uid, text, source_id=body.get("source_id"), source_url=body.get("source_url"))
+    for memory in memories:
+        extra = {
+            k: memory[k] for k in ("source_id", "source_url", "artifact_ref") if memory.get(k) is not None
+        }
+        store.add_memory(uid, memory["content"], tags=list(memory.get("tags") or []), **extra)
+    if text and text.strip():
+        extra = {k: body[k] for k in ("source_id", "source_url", "artifact_ref") if body.get(k) is not None}
+        store.add_memory(uid, text, **extra)
     return jsonify({})
 
 
+# -- reads --------------------------------------------------------------------------------------
 @api.get("/memories")
 def get_memories(app_id: str) -> Any:
-    uid = _gate(app_id, "read_memories")
-    with _store().lock:
-        items = list(reversed(_store().memories.get(uid, [])))
-    return jsonify(memories=_page(items, 100, 1000))
+    checks = Problems()
+    uid = checks.query_str("uid", required=True)
+    limit, offset = checks.query_int("limit", 100, ge=1, le=1000), checks.query_int("offset", 0, ge=0)
+    checks.check()
+    assert uid is not None
+    _gate(app_id, uid, "get_memories", "read_memories")
+    page = _newest_first("memories", uid)[offset : offset + limit]
+    return jsonify(memories=[memory_item(uid, m) for m in page])
 
 
-def _conversations(uid: str, include_discarded: bool, start: Any, end: Any) -> list[dict[str, Any]]:
-    first, last = _date(start), _date(end)
-    with _store().lock:
-        items = list(reversed(_store().conversations.get(uid, [])))
-    return [c for c in items if (include_discarded or not c.get("discarded")) and _in_range(c, first, last)]
+def _segments_limit(checks: Problems) -> int:
+    return checks.query_int("max_transcript_segments", 100, ge=-1, le=1000)
 
 
 @api.get("/conversations")
 def get_conversations(app_id: str) -> Any:
-    uid = _gate(app_id, "read_conversations")
-    segments = _int_arg("max_transcript_segments", 100, -1, 1000)
-    statuses = [s for s in request.args.get("statuses", "").split(",") if s]
-    items = _conversations(
-        uid,
-        _bool_arg("include_discarded", False),
-        request.args.get("start_date"),
-        request.args.get("end_date"),
-    )
-    items = [c for c in items if not statuses or c.get("status") in statuses]
-    page = _page(items, 25, 1000)
-    if segments >= 0:
-        page = [{**c, "transcript_segments": c["transcript_segments"][:segments]} for c in page]
-    return jsonify(conversations=page)
+    checks = Problems()
+    uid = checks.query_str("uid", required=True)
+    limit, offset = checks.query_int("limit", 100, ge=1, le=1000), checks.query_int("offset", 0, ge=0)
+    include_discarded = checks.query_bool("include_discarded", False)
+    segments = _segments_limit(checks)
+    statuses = request.args.getlist("statuses")  # repeated: ?statuses=a&statuses=b
+    checks.check()
+    assert uid is not None
+    _gate(app_id, uid, "get_conversations", "read_conversations")
+    dates = _dates("start_date", "end_date")
+    items = [
+        c
+        for c in _newest_first("conversations", uid)
+        if (include_discarded or not c.get("discarded"))
+        and (not statuses or c.get("status") in statuses)
+        and _between(c.get("created_at"), dates["start_date"], dates["end_date"])
+    ]
+    return jsonify(conversations=[conversation_item(c, segments) for c in items[offset : offset + limit]])
 
 
 @api.post("/search/conversations")
 def search_conversations(app_id: str) -> Any:
-    uid = _gate(app_id, "read_conversations")
-    body = _json_body()
-    query = str(body.get("query") or "").lower()
-    page, per_page = body.get("page", 1), body.get("per_page", 10)
-    if not isinstance(page, int) or page < 1:
-        raise _invalid("body", "page", "Input should be greater than or equal to 1")
-    if not isinstance(per_page, int) or not 1 <= per_page <= 100:
-        raise _invalid("body", "per_page", "Input should be between 1 and 100")
-    items = _conversations(
-        uid, bool(body.get("include_discarded")), body.get("start_date"), body.get("end_date")
-    )
-    hits = [
-        c
-        for c in items
-        if query in c["structured"]["title"].lower()
-        or any(query in s["text"].lower() for s in c["transcript_segments"])
-    ]
+    """Also ``backend/utils/conversations/search.py``: page and per_page are clamped (per_page to
+    250), an empty query with no filter finds nothing, matches are by title and overview, newest
+    first, and ``total_pages`` is one more than the page while a page comes back full."""
+    checks = Problems()
+    uid = checks.query_str("uid", required=True)
+    segments = _segments_limit(checks)
+    body = checks.json_object()
+    query = checks.field(body, "query", str, nullable=False, default="")
+    page = max(1, checks.field(body, "page", int) or 1)
+    per_page = max(1, min(checks.field(body, "per_page", int) or 10, 250))
+    include_discarded = checks.field(body, "include_discarded", bool, default=True)
+    speaker_id = checks.field(body, "speaker_id", str)
+    raw_start, raw_end = checks.field(body, "start_date", str), checks.field(body, "end_date", str)
+    checks.check()
+    assert uid is not None
+    _gate(app_id, uid, "search_conversations", "read_conversations")
+    start = parse_date(raw_start, "start_date")
+    end = parse_date(raw_end, "end_date", end_of_day=True)
+    words = query.strip().lower()
+    hits: list[dict[str, Any]] = []
+    if words or speaker_id or start or end:
+        hits = [
+            c
+            for c in _newest_first("conversations", uid)
+            if (include_discarded is not False or not c.get("discarded"))
+            and _between(c.get("created_at"), start, end)
+            and (not words or words in (c["structured"]["title"] + " " + c["structured"]["overview"]).lower())
+            and _speaker_matches(c, speaker_id)
+        ]
+    shown = hits[(page - 1) * per_page : page * per_page]
     return jsonify(
-        conversations=hits[(page - 1) * per_page : page * per_page],
-        total_pages=math.ceil(len(hits) / per_page),
+        conversations=[conversation_item(c, segments) for c in shown],
+        total_pages=page + 1 if len(shown) >= per_page else page,
         current_page=page,
         per_page=per_page,
     )
 
 
+def _speaker_matches(conversation: dict[str, Any], speaker_id: str | None) -> bool:
+    """``user`` is the account owner (``is_user``); anything else is a ``person_id``."""
+    if not speaker_id:
+        return True
+    segments = conversation.get("transcript_segments") or []
+    if speaker_id == "user":
+        return any(s.get("is_user") for s in segments)
+    return any(s.get("person_id") == speaker_id for s in segments)
+
+
 @api.get("/tasks")
 def get_tasks(app_id: str) -> Any:
-    uid = _gate(app_id, "read_tasks")
-    completed = request.args.get("completed")
-    want = None if completed is None else _bool_arg("completed", False)
-    first, last = _date(request.args.get("start_date")), _date(request.args.get("end_date"))
-    with _store().lock:
-        items = list(reversed(_store().tasks.get(uid, [])))
-    items = [t for t in items if (want is None or t["completed"] == want) and _in_range(t, first, last)]
-    return jsonify(tasks=_page(items, 100, 1000))
+    checks = Problems()
+    uid = checks.query_str("uid", required=True)
+    limit, offset = checks.query_int("limit", 100, ge=1, le=1000), checks.query_int("offset", 0, ge=0)
+    completed = checks.query_bool("completed", None)
+    conversation_id = request.args.get("conversation_id")
+    checks.check()
+    assert uid is not None
+    _gate(app_id, uid, "get_tasks", "read_tasks")
+    dates = _dates("start_date", "end_date", "due_start_date", "due_end_date")
+    items = [
+        t
+        for t in _newest_first("tasks", uid)
+        if (completed is None or t["completed"] == completed)
+        and (conversation_id is None or t.get("conversation_id") == conversation_id)
+        and _between(t.get("created_at"), dates["start_date"], dates["end_date"])
+        and _between(t.get("due_at"), dates["due_start_date"], dates["due_end_date"])
+    ]
+    return jsonify(tasks=[task_item(t) for t in items[offset : offset + limit]])
 
 
+# -- notifications ------------------------------------------------------------------------------
 @api.post("/notification")
 def send_notification(app_id: str) -> Any:
+    """Its own order: key, app, installed (worded differently), then the clock-hour limit."""
+    checks = Problems()
+    message = checks.query_str("message", required=True)
+    uid = checks.query_str("uid", required=True)
+    checks.check()
+    assert uid is not None and message is not None
     store = _store()
-    uid = _gate(app_id, None, "notification")
-    message = request.args.get("message")
-    if not message:
-        raise _invalid("query", "message", "Field required")
+    _check_key(app_id, "send_notification")
+    if app_id not in store.apps:
+        raise ApiError(404, "App not found")
+    if not store.is_enabled(uid, app_id):
+        raise ApiError(403, "User does not have this app installed")
+    verdict = store.rate_limits.take_notification(app_id, uid)
+    headers = {
+        "X-RateLimit-Limit": str(verdict.limit),
+        "X-RateLimit-Remaining": str(verdict.remaining),
+        "X-RateLimit-Reset": str(verdict.reset),
+    }
+    if not verdict.allowed:
+        headers["Retry-After"] = str(verdict.reset)
+        detail = f"Rate limit exceeded. Maximum {verdict.limit} notifications per hour."
+        raise ApiError(429, detail, headers)
     with store.lock:
         store.notifications.setdefault(uid, []).append(message)
-    remaining, reset = g.fake_omi_rate
     response = jsonify(status="Ok")
-    response.headers.update(
-        {
-            "X-RateLimit-Limit": str(LIMITS["notification"][0]),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(int(store.clock()) + reset),
-        }
-    )
+    response.headers.update(headers)
     return response
+
+
+__all__ = ["api", "iso_z", "parse_date", "without_nulls"]

@@ -31,8 +31,9 @@ _STATE_IN_PAGE = re.compile(r'const state = "([^"]*)";')
 class FakeOmi(FakeOmiStore):
     """The fake OMI's data (see :class:`FakeOmiStore`) plus its web app and a loopback server."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(clock)
+    def __init__(self, clock: Callable[[], float] = time.time, **limits: Any) -> None:
+        """``limits``: ``rate_limits=`` and ``notifications_per_hour=``, see :class:`FakeOmiStore`."""
+        super().__init__(clock, **limits)
         self.wsgi_app = self._create_app()
         self._server: LiveServer | None = None
 

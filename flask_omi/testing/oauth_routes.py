@@ -18,7 +18,8 @@ from werkzeug.wrappers import Response
 from .store import FakeOmiStore
 
 ID_TOKEN_PREFIX = "fake-id-token:"  # noqa: S105 (a marker, not a secret)
-SETUP_CHECK_TIMEOUT = 5.0
+#: OMI's HTTP client for the setup check (``utils/http_client.py`` ``get_auth_client``) waits 10 s.
+SETUP_CHECK_TIMEOUT = 10.0
 
 oauth = Blueprint("fake_oauth", __name__, template_folder="templates")
 
@@ -73,26 +74,45 @@ def token() -> Any:
         refusal = _enable_refusal(store, app_id, uid)
         if refusal is not None:
             return refusal
+        with store.lock:
+            failing = store.enable_failures > 0
+            store.enable_failures -= int(failing)
+        if failing:
+            return _detail(
+                500, "Could not automatically enable the app. Please try again or enable it manually."
+            )
         store.enable_app(uid, app_id)
     return jsonify(uid=uid, redirect_url=app.app_home_url, state=form.get("state"))
 
 
 def _enable_refusal(store: FakeOmiStore, app_id: str, uid: str) -> Response | None:
-    """OMI's checks before it enables an app for a user, in its order."""
+    """OMI's checks before it enables an app for a user, in its order (``backend/routers/oauth.py``)."""
     app = store.apps[app_id]
     if app.private and app.owner_uid != uid and uid not in app.testers:
         return _detail(403, "This app is private and you are not authorized to enable it.")
     if app.setup_completed_url:
-        url = app.setup_completed_url
-        url += ("&" if "?" in url else "?") + f"uid={uid}"
+        # Always "?uid=", even when the URL already has a query: OMI concatenates.
+        url = app.setup_completed_url + f"?uid={uid}"
         try:
             answer = requests.get(url, timeout=SETUP_CHECK_TIMEOUT, allow_redirects=False)
-            if not 200 <= answer.status_code < 300:  # OMI's client treats redirects as errors too
+            if not 200 <= answer.status_code < 300:  # raise_for_status: redirects are errors too
                 raise requests.HTTPError(f"status {answer.status_code}")
+        except requests.RequestException:
+            return _detail(
+                503, "Failed to verify app setup completion. Please try again later or contact support."
+            )
+        try:
             body = answer.json()
-        except (requests.RequestException, ValueError):
-            return _detail(503, "Failed to verify app setup completion. Please try again later.")
-        if not isinstance(body, dict) or not body.get("is_setup_completed"):
+        except ValueError:
+            return _detail(
+                503,
+                "Could not verify app setup due to an invalid response from the app. "
+                "Please contact app developer or support.",
+            )
+        if not isinstance(body, dict):
+            # OMI calls .get() on whatever JSON came back: a list or a number is its unhandled 500.
+            return Response("Internal Server Error", status=500, mimetype="text/plain")
+        if not body.get("is_setup_completed", False):
             return _detail(400, "App setup is not completed. Please complete app setup before authorizing.")
     if app.paid and uid not in app.buyers:
         return _detail(403, "This is a paid app. Please purchase the app before authorizing.")

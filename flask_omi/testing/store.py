@@ -15,16 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .rate_limits import RateLimits
+
 ALL_ACTIONS = frozenset(
     {"create_conversation", "create_memories", "read_memories", "read_conversations", "read_tasks"}
 )
-
-#: OMI's per-endpoint limits (section 3 of the platform notes): requests per window of seconds.
-LIMITS = {
-    "create_conversation": (10, 3600),
-    "create_memories": (60, 3600),
-    "notification": (10, 3600),
-}
 
 
 @dataclass
@@ -71,7 +66,15 @@ def utc_iso(ts: float) -> str:
 class FakeOmiStore:
     """Everything the fake OMI knows. Thread-safe: the fake server answers from several threads."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        rate_limits: dict[str, tuple[int, int]] | None = None,
+        notifications_per_hour: int = 10,
+    ) -> None:
+        """``rate_limits`` replaces OMI's app-API policies (``{"integration:conversations": (10,
+        3600), "integration:memories": (60, 3600)}``), which OMI raises in production."""
         self.clock = clock
         self.lock = threading.RLock()
         self.apps: dict[str, FakeApp] = {}
@@ -81,7 +84,9 @@ class FakeOmiStore:
         self.conversations: dict[str, list[dict[str, Any]]] = {}
         self.tasks: dict[str, list[dict[str, Any]]] = {}
         self.notifications: dict[str, list[str]] = {}
-        self._windows: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.rate_limits = RateLimits(lambda: self.clock(), rate_limits, notifications_per_hour)
+        #: How many coming sign-ins fail to enable the app (OMI's 500), for tests of that path.
+        self.enable_failures = 0
         self.faults: list[Fault] = []
         self.requests_seen: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
@@ -173,12 +178,17 @@ class FakeOmiStore:
     def add_task(
         self, uid: str, description: str, *, completed: bool = False, **extra: Any
     ) -> dict[str, Any]:
+        """A task (OMI's action item): ``due_at``, ``conversation_id``, ``completed_at`` may be given."""
+        now = utc_iso(self.clock())
         task = {
             "id": self.next_id(),
             "description": description,
             "completed": completed,
-            "created_at": utc_iso(self.clock()),
+            "created_at": now,
+            "updated_at": now,
             "due_at": extra.pop("due_at", None),
+            "completed_at": extra.pop("completed_at", now if completed else None),
+            "conversation_id": extra.pop("conversation_id", None),
             **extra,
         }
         with self.lock:
@@ -207,23 +217,3 @@ class FakeOmiStore:
                     fault.hits += 1
                     return fault
         return None
-
-    # -- rate limits --------------------------------------------------------------------------------
-    def take_rate(self, kind: str, app_id: str, uid: str) -> tuple[bool, int, int]:
-        """Count one request; returns (allowed, remaining, seconds until the window resets).
-
-        Windows are fixed clock-hour buckets, as OMI's notification limit is.
-        """
-        limit, window = LIMITS[kind]
-        now = self.clock()
-        start = now - (now % window)
-        key = (kind, app_id, uid)
-        with self.lock:
-            window_start, count = self._windows.get(key, (start, 0))
-            if window_start != start:
-                window_start, count = start, 0
-            reset = max(1, int(window_start + window - now))
-            if count >= limit:
-                return False, 0, reset
-            self._windows[key] = (window_start, count + 1)
-            return True, limit - count - 1, reset

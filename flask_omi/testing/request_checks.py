@@ -1,0 +1,165 @@
+"""Request validation the way OMI's FastAPI app does it, before any handler code runs.
+
+FastAPI validates every query parameter and the JSON body against the endpoint's declared types
+(Pydantic v2) and answers 422 with *all* problems at once, as ``{"detail": [{"type", "loc", "msg",
+"input"}, ...]}``, before the handler checks the API key. The fake collects problems the same way
+and raises once. Messages are Pydantic v2's wording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from flask import request
+
+
+class ApiError(Exception):
+    """An answer of OMI's: ``{"detail": detail}`` with ``status`` and optional headers."""
+
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+_TRUE = {"true", "1", "yes", "on", "t", "y"}
+_FALSE = {"false", "0", "no", "off", "f", "n"}
+_MISSING = object()
+
+
+class Problems:
+    """Collects validation problems; :meth:`check` raises them as one 422."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, kind: str, loc: Iterable[str | int], msg: str, value: Any = None) -> None:
+        self.items.append({"type": kind, "loc": list(loc), "msg": msg, "input": value})
+
+    def check(self) -> None:
+        if self.items:
+            raise ApiError(422, self.items)
+
+    # -- query parameters -----------------------------------------------------------------------
+    def query_str(self, name: str, *, required: bool = False) -> str | None:
+        value = request.args.get(name)
+        if value is None and required:
+            self.add("missing", ("query", name), "Field required")
+        return value
+
+    def query_int(self, name: str, default: int, *, ge: int | None = None, le: int | None = None) -> int:
+        raw = request.args.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            self.add(
+                "int_parsing",
+                ("query", name),
+                "Input should be a valid integer, unable to parse string as an integer",
+                raw,
+            )
+            return default
+        if ge is not None and value < ge:
+            self.add(
+                "greater_than_equal", ("query", name), f"Input should be greater than or equal to {ge}", raw
+            )
+        elif le is not None and value > le:
+            self.add("less_than_equal", ("query", name), f"Input should be less than or equal to {le}", raw)
+        return value
+
+    def query_bool(self, name: str, default: bool | None) -> bool | None:
+        raw = request.args.get(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        self.add(
+            "bool_parsing", ("query", name), "Input should be a valid boolean, unable to interpret input", raw
+        )
+        return default
+
+    # -- the JSON body --------------------------------------------------------------------------
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object; a missing, broken or non-object body is a problem."""
+        raw = request.get_data()
+        if not raw:
+            self.add("missing", ("body",), "Field required")
+            return {}
+        body = request.get_json(silent=True)
+        if body is None and raw.strip() != b"null":
+            self.add("json_invalid", ("body", 0), "JSON decode error", {})
+            return {}
+        if not isinstance(body, dict):
+            self.add(
+                "model_attributes_type",
+                ("body",),
+                "Input should be a valid dictionary or object to extract fields from",
+                body,
+            )
+            return {}
+        return body
+
+    def field(
+        self,
+        data: dict[str, Any],
+        name: str,
+        kind: type | tuple[type, ...],
+        *,
+        loc: tuple[str | int, ...] = ("body",),
+        required: bool = False,
+        nullable: bool = True,
+        default: Any = None,
+    ) -> Any:
+        """One field of a body model; ``required`` means the key must be present (it may still be
+        null when ``nullable``), as Pydantic v2 treats ``Optional[X]`` with no default."""
+        value = data.get(name, _MISSING)
+        where = (*loc, name)
+        if value is _MISSING:
+            if required:
+                self.add("missing", where, "Field required", data)
+            return default
+        if value is None and nullable:
+            return None
+        accepted = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in accepted:
+            value = _MISSING  # JSON true is not a number or string to Pydantic's strict checks
+        if value is _MISSING or not isinstance(value, accepted):
+            names = {
+                str: "string",
+                int: "integer",
+                float: "number",
+                bool: "boolean",
+                list: "list",
+                dict: "dictionary",
+            }
+            self.add(
+                f"{names.get(accepted[0], 'value')}_type",
+                where,
+                f"Input should be a valid {names.get(accepted[0], 'value')}",
+                data.get(name),
+            )
+            return default
+        return value
+
+    def choice(self, data: dict[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
+        value = data.get(name, default)
+        if value not in choices:
+            listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+            self.add("enum", ("body", name), f"Input should be {listed}", value)
+            return default
+        return str(value)
+
+    def datetime_field(self, data: dict[str, Any], name: str) -> datetime | None:
+        value = data.get(name)
+        if value is None:
+            return None
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            self.add("datetime_from_date_parsing", ("body", name), "Input should be a valid datetime", value)
+            return None
