@@ -9,6 +9,7 @@ from __future__ import annotations
 from .blueprint import OmiBlueprint, omi_bp
 from .client import OmiClient, omi_client
 from .decorators import omi_login_required
+from .dedup import DeliveryLedger, MemoryDeliveryLedger, RedisDeliveryLedger
 from .errors import (
     OmiApiError,
     OmiAppNotEnabled,
@@ -50,6 +51,8 @@ __all__ = [
     "AnonymousOmiUser",
     "AudioChunk",
     "ConversationCreated",
+    "DeliveryLedger",
+    "MemoryDeliveryLedger",
     "MemoryStateRegistry",
     "OmiApiError",
     "OmiAppNotEnabled",
@@ -69,6 +72,7 @@ __all__ = [
     "OmiValidationError",
     "OmiWebhookError",
     "OmiWebhooks",
+    "RedisDeliveryLedger",
     "RedisStateRegistry",
     "StateCheckUnavailable",
     "StateExpired",

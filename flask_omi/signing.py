@@ -18,6 +18,7 @@ from .validation import is_ascii_digits
 SIGNATURE_HEADER = "X-Omi-Signature"
 EVENT_HEADER = "X-Omi-Event"
 DELIVERY_HEADER = "X-Omi-Delivery"
+IDEMPOTENCY_HEADER = "X-Omi-Idempotency-Key"
 DEFAULT_TOLERANCE = 300
 
 

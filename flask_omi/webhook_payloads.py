@@ -120,6 +120,10 @@ class ConversationCreated:
     language: str | None
     status: str | None
     raw: dict[str, Any] = field(repr=False)
+    #: ``X-Omi-Delivery``: this delivery's id (OMI sends it with signed deliveries).
+    delivery_id: str | None = None
+    #: ``X-Omi-Idempotency-Key``: the same on every retry of one durable conversation delivery.
+    idempotency_key: str | None = None
 
     @classmethod
     def from_json(cls, uid: str, value: Any) -> ConversationCreated:
@@ -146,6 +150,8 @@ class TranscriptBatch:
     session_id: str | None
     segments: list[TranscriptSegment]
     raw: dict[str, Any] = field(repr=False)
+    delivery_id: str | None = None
+    idempotency_key: str | None = None
 
     @classmethod
     def from_json(cls, uid: str, value: Any) -> TranscriptBatch:
@@ -167,6 +173,8 @@ class AudioChunk:
     uid: str
     sample_rate: int
     data: bytes = field(repr=False)
+    delivery_id: str | None = None
+    idempotency_key: str | None = None
 
     @property
     def samples(self) -> int:

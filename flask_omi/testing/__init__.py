@@ -13,7 +13,7 @@ from ..validation import is_valid_uid
 from .fake_omi import FakeOmi, FakeOmiRefused
 from .server import LiveServer
 from .store import ALL_ACTIONS, FakeApp, FakeOmiStore, Fault
-from .webhook_sender import send_webhook, webhook_url
+from .webhook_sender import Delivery, deliver_webhook, send_webhook, webhook_url
 
 
 def sign_in_test_client(client: FlaskClient, uid: str) -> None:
@@ -26,12 +26,14 @@ def sign_in_test_client(client: FlaskClient, uid: str) -> None:
 
 __all__ = [
     "ALL_ACTIONS",
+    "Delivery",
     "FakeApp",
     "FakeOmi",
     "FakeOmiRefused",
     "FakeOmiStore",
     "Fault",
     "LiveServer",
+    "deliver_webhook",
     "send_webhook",
     "sign_in_test_client",
     "webhook_url",

@@ -23,7 +23,7 @@ from .api_routes import api
 from .oauth_routes import ID_TOKEN_PREFIX, oauth
 from .server import LiveServer
 from .store import FakeApp, FakeOmiStore
-from .webhook_sender import TRIGGERS, send_webhook
+from .webhook_sender import TRIGGERS, Delivery, deliver_webhook
 
 _STATE_IN_PAGE = re.compile(r'const state = "([^"]*)";')
 
@@ -120,15 +120,18 @@ class FakeOmi(FakeOmiStore):
         return self.apps[app_id]
 
     # -- webhooks -------------------------------------------------------------------------------------
-    def trigger(self, app_id: str, uid: str, payload: Any, **options: Any) -> requests.Response:
-        """Send ``payload`` to the app's ``webhook_url`` for its ``triggers_on``, signed with its
-        ``webhook_secret`` when it has one (as OMI does once a secret is configured)."""
+    def trigger(self, app_id: str, uid: str, payload: Any, **options: Any) -> Delivery:
+        """Deliver ``payload`` to the app's ``webhook_url`` for its ``triggers_on`` as OMI does
+        (see :func:`deliver_webhook`): signed with its ``webhook_secret`` when it has one and OMI
+        can read it (``webhook_secret_readable``), conversations retried. Returns the delivery."""
         app = self.apps[app_id]
         if not app.webhook_url or app.triggers_on not in TRIGGERS:
             raise ValueError(f"app {app_id} has no webhook_url and triggers_on")
-        return send_webhook(
-            app.webhook_url, app.triggers_on, uid, payload, secret=app.webhook_secret, **options
-        )
+        secret = app.webhook_secret if app.webhook_secret_readable else None
+        delivery = deliver_webhook(app.webhook_url, app.triggers_on, uid, payload, secret=secret, **options)
+        with self.lock:
+            self.deliveries.append(delivery)
+        return delivery
 
 
 class FakeOmiRefused(Exception):

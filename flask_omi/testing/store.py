@@ -57,6 +57,8 @@ class FakeApp:
     webhook_url: str | None = None
     triggers_on: str | None = None
     webhook_secret: str | None = None
+    #: False makes OMI fail to read the secret: it then sends deliveries unsigned, as OMI does.
+    webhook_secret_readable: bool = True
 
 
 def utc_iso(ts: float) -> str:
@@ -89,6 +91,8 @@ class FakeOmiStore:
         self.enable_failures = 0
         self.faults: list[Fault] = []
         self.requests_seen: list[tuple[str, str]] = []
+        #: Every webhook event ``trigger`` delivered, with its attempts.
+        self.deliveries: list[Any] = []
         self._ids = itertools.count(1)
 
     # -- apps ---------------------------------------------------------------------------------------

@@ -7,7 +7,14 @@ import time
 
 from flask import Flask
 
-from flask_omi import MemoryStateRegistry, OmiBlueprint, current_omi_user, omi_login_required
+from flask_omi import (
+    ConversationCreated,
+    MemoryStateRegistry,
+    OmiBlueprint,
+    OmiWebhooks,
+    current_omi_user,
+    omi_login_required,
+)
 
 
 def create() -> Flask:
@@ -43,6 +50,8 @@ def create() -> Flask:
             return True
 
     app.register_blueprint(bp)
+    if redis_url and os.environ.get("TEST_WEBHOOKS"):
+        _add_counting_webhooks(app, redis_url)
 
     @app.get("/whoami")
     @omi_login_required
@@ -54,3 +63,19 @@ def create() -> Flask:
         return f"ok {os.getpid()}"
 
     return app
+
+
+def _add_counting_webhooks(app: Flask, redis_url: str) -> None:
+    """A conversation handler that counts its runs in Redis, so tests can count across processes."""
+    import redis
+
+    store = redis.from_url(redis_url)
+    app.config["OMI_WEBHOOK_DEDUP"] = store
+    hooks = OmiWebhooks()
+
+    @hooks.on_conversation_created
+    def count(event: ConversationCreated) -> None:
+        time.sleep(float(os.environ.get("TEST_HANDLER_DELAY", "0")))
+        store.incr(f"handled:{event.idempotency_key}")
+
+    app.register_blueprint(hooks)
