@@ -390,3 +390,86 @@ def test_integration_tasks_filters_and_fields(api: Api, clock: FrozenClock) -> N
     bad = api.call("GET", "/tasks", params={**UID, "due_start_date": "soon"})
     assert bad.status_code == 400 and "due_start_date" in detail(bad)
     assert api.call("GET", "/tasks", params={**UID, "limit": "ten"}).status_code == 422
+
+
+# -- request validation as Pydantic v2 does it --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "kwargs", "loc", "kind"),
+    [
+        ("/user/memories", {}, ["body"], "missing"),
+        ("/user/memories", {"json": [1, 2]}, ["body"], "model_attributes_type"),
+        ("/user/memories", {"json": {"text": 5}}, ["body", "text"], "string_type"),
+        ("/user/memories", {"json": {"text": None, "memories": "tea"}}, ["body", "memories"], "list_type"),
+        (
+            "/user/memories",
+            {"json": {"text": None, "memories": [{"content": "x", "tags": [1]}]}},
+            ["body", "memories", 0, "tags", 0],
+            "string_type",
+        ),
+        ("/user/memories", {"json": {"text": None, "memories": [7]}}, ["body", "memories", 0], "model_type"),
+        (
+            "/user/memories",
+            {"json": {"text": "x", "artifact_ref": "r"}},
+            ["body", "artifact_ref"],
+            "dict_type",
+        ),
+        (
+            "/user/conversations",
+            {"json": {"text": "x", "geolocation": {"latitude": "north", "longitude": 1}}},
+            ["body", "geolocation", "latitude"],
+            "float_parsing",
+        ),
+        (
+            "/user/conversations",
+            {"json": {"text": "x", "geolocation": {"latitude": True, "longitude": 1}}},
+            ["body", "geolocation", "latitude"],
+            "float_type",
+        ),
+        (
+            "/search/conversations",
+            {"json": {"query": "x", "per_page": "ten"}},
+            ["body", "per_page"],
+            "int_parsing",
+        ),
+        ("/search/conversations", {"json": {"query": "x", "page": [1]}}, ["body", "page"], "int_type"),
+        (
+            "/search/conversations",
+            {"json": {"query": "x", "include_discarded": "maybe"}},
+            ["body", "include_discarded"],
+            "bool_parsing",
+        ),
+    ],
+)
+def test_models_validation_problems(
+    api: Api, path: str, kwargs: dict[str, Any], loc: list[Any], kind: str
+) -> None:
+    answer = api.call("POST", path, params=UID, **kwargs)
+    assert answer.status_code == 422
+    assert [(p["loc"], p["type"]) for p in detail(answer)] == [(loc, kind)]
+
+
+def test_models_lax_conversions_are_accepted(api: Api) -> None:
+    """Pydantic's lax mode, as FastAPI uses it: numeric strings for numbers, "yes"/1 for booleans."""
+    body = {"query": "x", "page": "1", "per_page": 5.0, "include_discarded": "yes"}
+    found = api.call("POST", "/search/conversations", params=UID, json=body)
+    assert found.status_code == 200 and found.json()["per_page"] == 5
+    geo = {"text": "x", "geolocation": {"latitude": "52.5", "longitude": 13}}
+    assert api.call("POST", "/user/conversations", params=UID, json=geo).status_code == 200
+    assert (
+        api.call("POST", "/search/conversations", params=UID, json={"include_discarded": 0}).status_code
+        == 200
+    )
+
+
+def test_integration_notification_to_a_removed_app_is_404(fake: FakeOmi, api: Api) -> None:
+    del fake.apps["app1"]
+    gone = api.call("POST", "/notification", params={**UID, "message": "m"})
+    assert (gone.status_code, detail(gone)) == (404, "App not found")
+
+
+def test_models_datetimes_on_the_wire() -> None:
+    from flask_omi.testing.wire import iso_z
+
+    assert iso_z("2026-01-02T10:00:00+02:00") == "2026-01-02T08:00:00Z"
+    assert iso_z("2026-01-02T10:00:00") == "2026-01-02T10:00:00Z"  # naive: OMI appends Z
+    assert iso_z("not a date") == "not a date" and iso_z(None) is None

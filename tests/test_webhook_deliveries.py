@@ -326,3 +326,39 @@ def requests_post(url: str, key: str) -> int:
     return requests.post(
         url, json={"id": "c1"}, headers={"X-Omi-Idempotency-Key": key}, timeout=10
     ).status_code
+
+
+def test_the_redis_ledger_in_process() -> None:
+    import redis
+
+    from flask_omi import RedisDeliveryLedger
+
+    from .attack.servers import redis_server
+
+    with redis_server() as redis_url:
+        store = redis.from_url(redis_url)
+        ledger = RedisDeliveryLedger(store)
+        assert ledger.begin("k", 100) == "new" and ledger.begin("k", 100) == "running"
+        assert 0 < store.ttl("omi:delivery:k") <= 100
+        ledger.finish("k", 1000)
+        assert ledger.begin("k", 100) == "done" and store.ttl("omi:delivery:k") > 300
+        ledger.abandon("k")
+        assert ledger.begin("k", 100) == "new"
+        counter = Counter()
+        client = receiver(counter, OMI_WEBHOOK_DEDUP=store).test_client()
+        post(client, key="shared"), post(client, key="shared")
+        assert len(counter.events) == 1
+
+
+class ForgetfulLedger(MemoryDeliveryLedger):
+    def finish(self, key: str, ttl: int) -> None:
+        raise ConnectionError("redis went away after the handler ran")
+
+
+def test_a_ledger_that_fails_after_the_handler_keeps_the_handlers_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counter = Counter()
+    answer = post(receiver(counter, OMI_WEBHOOK_DEDUP=ForgetfulLedger()).test_client())
+    assert answer.get_json() == {"message": "saved"} and len(counter.events) == 1
+    assert "could not record the delivery" in caplog.text

@@ -149,7 +149,7 @@ def create_conversation(app_id: str) -> Any:
             checks.field(
                 geolocation,
                 coordinate,
-                (int, float),
+                float,
                 loc=("body", "geolocation"),
                 required=True,
                 nullable=False,

@@ -28,6 +28,80 @@ _FALSE = {"false", "0", "no", "off", "f", "n"}
 _MISSING = object()
 
 
+class _Unread(dict):  # type: ignore[type-arg]
+    """Stands for a body that could not be read: its fields are not checked (FastAPI reports only
+    the body itself then)."""
+
+
+_NO_BODY = _Unread()
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError("string_type", "Input should be a valid string")
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError(
+                "int_parsing", "Input should be a valid integer, unable to parse string as an integer"
+            ) from None
+    raise TypeError("int_type", "Input should be a valid integer")
+
+
+def _as_number(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ValueError(
+                "float_parsing", "Input should be a valid number, unable to parse string as a number"
+            ) from None
+    raise TypeError("float_type", "Input should be a valid number")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError("bool_parsing", "Input should be a valid boolean, unable to interpret input")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    raise TypeError("list_type", "Input should be a valid list")
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    raise TypeError("dict_type", "Input should be a valid dictionary")
+
+
+_LAX: dict[type, Any] = {
+    str: _as_str,
+    int: _as_int,
+    float: _as_number,
+    bool: _as_bool,
+    list: _as_list,
+    dict: _as_dict,
+}
+
+
 class Problems:
     """Collects validation problems; :meth:`check` raises them as one 422."""
 
@@ -89,11 +163,11 @@ class Problems:
         raw = request.get_data()
         if not raw:
             self.add("missing", ("body",), "Field required")
-            return {}
+            return _NO_BODY
         body = request.get_json(silent=True)
         if body is None and raw.strip() != b"null":
             self.add("json_invalid", ("body", 0), "JSON decode error", {})
-            return {}
+            return _NO_BODY
         if not isinstance(body, dict):
             self.add(
                 "model_attributes_type",
@@ -101,22 +175,25 @@ class Problems:
                 "Input should be a valid dictionary or object to extract fields from",
                 body,
             )
-            return {}
+            return _NO_BODY
         return body
 
     def field(
         self,
         data: dict[str, Any],
         name: str,
-        kind: type | tuple[type, ...],
+        kind: type,
         *,
         loc: tuple[str | int, ...] = ("body",),
         required: bool = False,
         nullable: bool = True,
         default: Any = None,
     ) -> Any:
-        """One field of a body model; ``required`` means the key must be present (it may still be
-        null when ``nullable``), as Pydantic v2 treats ``Optional[X]`` with no default."""
+        """One field of a body model, converted as Pydantic's lax mode does (``"10"`` is an int,
+        ``"yes"`` a bool, but ``5`` is not a string). ``required`` means the key must be present;
+        it may still be null when ``nullable``: Pydantic v2's ``Optional[X]`` with no default."""
+        if data is _NO_BODY:
+            return default
         value = data.get(name, _MISSING)
         where = (*loc, name)
         if value is _MISSING:
@@ -125,26 +202,12 @@ class Problems:
             return default
         if value is None and nullable:
             return None
-        accepted = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in accepted:
-            value = _MISSING  # JSON true is not a number or string to Pydantic's strict checks
-        if value is _MISSING or not isinstance(value, accepted):
-            names = {
-                str: "string",
-                int: "integer",
-                float: "number",
-                bool: "boolean",
-                list: "list",
-                dict: "dictionary",
-            }
-            self.add(
-                f"{names.get(accepted[0], 'value')}_type",
-                where,
-                f"Input should be a valid {names.get(accepted[0], 'value')}",
-                data.get(name),
-            )
+        try:
+            return _LAX[kind](value)
+        except (TypeError, ValueError) as problem:
+            kind_name, message = problem.args
+            self.add(kind_name, where, message, value)
             return default
-        return value
 
     def choice(self, data: dict[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
         value = data.get(name, default)
