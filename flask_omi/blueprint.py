@@ -8,6 +8,7 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 
 from . import views
+from ._registration import HandlersBeforeRegistration
 from .cli import register_commands
 from .config import apply_defaults, check_config
 from .errors import OmiCallbackError
@@ -28,7 +29,7 @@ S = TypeVar("S", bound=SetupChecker)
 U = TypeVar("U", bound=UnauthorizedHandler)
 
 
-class OmiBlueprint(Blueprint):
+class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
     """Sign in with OMI as a blueprint: registering it is the whole set-up.
 
     Registration applies the ``OMI_*`` config defaults, checks ``OMI_APP_ID`` and ``SECRET_KEY``,
@@ -50,6 +51,7 @@ class OmiBlueprint(Blueprint):
         register_commands(self.cli)
 
     def _set_up_app(self, state: BlueprintSetupState) -> None:
+        self._close_handlers()
         app = state.app
         apply_defaults(app)
         check_config(app)
@@ -58,21 +60,25 @@ class OmiBlueprint(Blueprint):
 
     def user_loader(self, loader: L) -> L:
         """Register ``loader(uid) -> user | None``; None means the uid is treated as signed out."""
+        self._check_handlers_open("user_loader")
         self.handlers.user_loader = loader
         return loader
 
     def uid_verifier(self, verifier: V) -> V:
         """Register ``verifier(uid) -> bool``, asked before sign-in; false refuses it (uid_rejected)."""
+        self._check_handlers_open("uid_verifier")
         self.handlers.uid_verifiers.append(verifier)
         return verifier
 
     def setup_checker(self, checker: S) -> S:
         """Register ``checker(uid) -> bool`` that answers OMI's setup-completed question."""
+        self._check_handlers_open("setup_checker")
         self.handlers.setup_checker = checker
         return checker
 
     def unauthorized_handler(self, handler: U) -> U:
         """Register ``handler() -> response`` used by ``omi_login_required`` for signed-out users."""
+        self._check_handlers_open("unauthorized_handler")
         self.handlers.unauthorized = handler
         return handler
 

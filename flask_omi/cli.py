@@ -80,27 +80,32 @@ def register_commands(cli: click.Group) -> None:
         )
 
     @cli.command("fake-server")
-    @click.option("--port", default=8765, show_default=True, type=int)
-    @click.option("--app-home-url", default="http://127.0.0.1:5000/omi/callback", show_default=True)
-    @click.option("--setup-completed-url", default=None, help="Ask this URL before enabling the app.")
+    @click.option("--port", default=8765, show_default=True, type=int, help="The fake OMI's port.")
+    @click.option(
+        "--app-url",
+        default="http://127.0.0.1:5000",
+        show_default=True,
+        help="Where this app is served; its OMI URLs are built from its own routes under it.",
+    )
     @click.option("--api-key", default=None, help="Default: OMI_API_KEY, else a generated sk_ key.")
     @with_appcontext
-    def fake_server(
-        port: int, app_home_url: str, setup_completed_url: str | None, api_key: str | None
-    ) -> None:
-        """Run the fake OMI on 127.0.0.1, with this app (OMI_APP_ID) registered in it."""
-        from .testing import FakeOmi
+    def fake_server(port: int, app_url: str, api_key: str | None) -> None:
+        """Run the fake OMI on 127.0.0.1, with this app (OMI_APP_ID) registered in it.
+
+        The App Home, setup-completed and (with OmiWebhooks) webhook URLs are this app's own
+        routes at --app-url, whatever prefix its blueprints were registered with.
+        """
+        from .testing import FakeOmi, register_app_in_fake
 
         fake = FakeOmi()
-        given_key = api_key or current_app.config.get("OMI_API_KEY")
-        _, key = fake.register_app(
-            current_app.config["OMI_APP_ID"],
-            app_home_url=app_home_url,
-            setup_completed_url=setup_completed_url,
-            api_key=given_key,
-        )
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        given_key = api_key or app.config.get("OMI_API_KEY")
+        record, key = register_app_in_fake(fake, app, app_url.rstrip("/"), api_key=given_key)
         click.echo(f"fake OMI on http://127.0.0.1:{port}  (set OMI_API_BASE to this)")
-        click.echo(f"app {current_app.config['OMI_APP_ID']} -> App Home URL {app_home_url}")
+        click.echo(f"app {record.app_id} -> App Home URL {record.app_home_url}")
+        click.echo(f"setup-completed URL {record.setup_completed_url}")
+        if record.webhook_url:
+            click.echo(f"webhook URL ({record.triggers_on}) {record.webhook_url}")
         # A key the user gave is theirs and stays unprinted; a generated one is needed to call the fake.
         click.echo("API key: the one you gave (OMI_API_KEY)" if given_key else f"API key: {key}")
         from werkzeug.serving import run_simple

@@ -58,4 +58,4 @@ def unauthorized() -> Any:
     if wants_json():
         description = "Sign in with OMI to use this resource."
         return json_error(401, "omi_login_required", description, login_url=url)
-    return redirect(url)
+    return redirect(url, code=302)

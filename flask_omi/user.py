@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 from flask import current_app, g, has_request_context, session
 from werkzeug.local import LocalProxy
 
-from ._context import current_contexts
 from .errors import UidInvalid
 from .extension import get_extension
 from .signals import omi_logged_in, omi_logged_out
@@ -55,13 +54,23 @@ def _load_user() -> Any:
 
 
 def load_user_in_request() -> Any:
-    """The signed-in user, loaded at most once per request. Must be called inside a request."""
-    ctx_g, ctx_session, app = current_contexts()
+    """The signed-in user, loaded at most once per request. Must be called inside a request.
+
+    This runs on every protected request, often twice (the decorator, then the view's
+    ``current_omi_user``). Each proxy is resolved once, with Werkzeug's public
+    ``_get_current_object``, and the session and app only on the first call of a request. Only
+    public names are used, so Flask reorganising its context internals changes nothing here.
+    """
+    ctx_g = _real(g)
     user = ctx_g.__dict__.get(_G_USER, _NOT_LOADED)
     if user is _NOT_LOADED:
-        user = _user_from_session(ctx_session, app)
+        user = _user_from_session(_real(session), _real(current_app))
         setattr(ctx_g, _G_USER, user)
     return user
+
+
+def _real(proxy: Any) -> Any:
+    return proxy._get_current_object()
 
 
 def _user_from_session(ctx_session: Any, app: Any) -> Any:

@@ -52,7 +52,7 @@ def authorize_url(state: str) -> str:
 def login() -> BaseResponse:
     """Remember where to return, then send the browser to OMI with a fresh state."""
     state = _pending().begin(safe_next_path(request.args.get("next")))
-    return redirect(authorize_url(state))
+    return redirect(authorize_url(state), code=302)
 
 
 def _single(name: str) -> str | None:
@@ -89,7 +89,7 @@ def callback() -> BaseResponse:
         raise
     login_omi_user(uid)
     target = safe_next_path(next_path) or current_app.config["OMI_LOGIN_REDIRECT"]
-    return redirect(target)
+    return redirect(target, code=302)
 
 
 def _claim_once(state: str | None) -> None:
@@ -147,7 +147,7 @@ def _without_state() -> BaseResponse:
     """
     uid = request.args.get("uid")
     if uid and session.get(UID_KEY) == uid:
-        return redirect(current_app.config["OMI_LOGIN_REDIRECT"])
+        return redirect(current_app.config["OMI_LOGIN_REDIRECT"], code=302)
     html = render_template("omi/continue.html", login_url=login_url())
     return no_frames(Response(html, mimetype="text/html"))
 
@@ -158,7 +158,7 @@ def logout() -> BaseResponse:
         response.headers["Allow"] = "POST"
         return response
     logout_omi_user()
-    return redirect(current_app.config["OMI_LOGOUT_REDIRECT"])
+    return redirect(current_app.config["OMI_LOGOUT_REDIRECT"], code=302)
 
 
 def setup_completed() -> Any:

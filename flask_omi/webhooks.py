@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, jsonify
 from flask.sansio.blueprints import BlueprintSetupState
 
+from ._csrf import exempt_from_csrf
+from ._registration import HandlersBeforeRegistration
 from .config import apply_defaults
 from .dedup import DeliveryLedger, resolve_ledger
 from .errors import OmiWebhookError, WebhookPayloadError
@@ -53,7 +55,7 @@ class WebhookHandlers:
     audio: Handler | None = None
 
 
-class OmiWebhooks(Blueprint):
+class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
     """Webhook routes under ``/omi/webhooks``: ``/conversation``, ``/transcript``, ``/audio``."""
 
     def __init__(self, name: str = "omi_webhooks", url_prefix: str | None = "/omi/webhooks") -> None:
@@ -68,16 +70,19 @@ class OmiWebhooks(Blueprint):
     # -- registration -------------------------------------------------------------------------------
     def on_conversation_created(self, handler: H) -> H:
         """``handler(ConversationCreated) -> str | None`` for ``memory_creation`` webhooks."""
+        self._check_handlers_open("on_conversation_created")
         self.handlers.conversation = handler
         return handler
 
     def on_transcript(self, handler: H) -> H:
         """``handler(TranscriptBatch) -> str | None`` for ``transcript_processed`` webhooks."""
+        self._check_handlers_open("on_transcript")
         self.handlers.transcript = handler
         return handler
 
     def on_audio(self, handler: H) -> H:
         """``handler(AudioChunk) -> str | None`` for ``audio_bytes`` webhooks."""
+        self._check_handlers_open("on_audio")
         self.handlers.audio = handler
         return handler
 
@@ -102,7 +107,10 @@ class OmiWebhooks(Blueprint):
 
 
 def _set_up_app(state: BlueprintSetupState) -> None:
+    if isinstance(state.blueprint, HandlersBeforeRegistration):
+        state.blueprint._close_handlers()
     apply_defaults(state.app)
+    exempt_from_csrf(state.app, state.blueprint)
     prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
     ledger = resolve_ledger(state.app.config["OMI_WEBHOOK_DEDUP"])
     state.app.extensions["omi_webhooks"] = WebhookState(endpoint_prefix=prefix, ledger=ledger)

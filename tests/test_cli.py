@@ -112,15 +112,26 @@ def free_port() -> int:
 def test_fake_server_command(tmp_path: Path) -> None:
     app_file = tmp_path / "cliapp.py"
     app_file.write_text(
-        "from flask import Flask\nfrom flask_omi import omi_bp\n"
+        "from flask import Flask\nfrom flask_omi import OmiBlueprint, OmiWebhooks\n"
         "app = Flask(__name__)\n"
         "app.config.update(SECRET_KEY='k'*40, OMI_APP_ID='cli-app', OMI_API_KEY='sk_given')\n"
-        "app.register_blueprint(omi_bp)\n"
+        "app.register_blueprint(OmiBlueprint(), url_prefix='/auth')\n"
+        "app.register_blueprint(OmiWebhooks(), url_prefix='/hooks')\n"
     )
     port = free_port()
     env = {**os.environ, "FLASK_APP": str(app_file)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flask", "omi", "fake-server", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "omi",
+            "fake-server",
+            "--port",
+            str(port),
+            "--app-url",
+            "http://127.0.0.1:7000/",
+        ],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -147,6 +158,10 @@ def test_fake_server_command(tmp_path: Path) -> None:
         output = proc.communicate(timeout=10)[0]
     assert "sk_given" not in output
     assert f"fake OMI on http://127.0.0.1:{port}" in output
+    # The URLs come from the app's own routes, under --app-url.
+    assert "App Home URL http://127.0.0.1:7000/auth/callback" in output
+    assert "setup-completed URL http://127.0.0.1:7000/auth/setup-completed" in output
+    assert "webhook URL (memory_creation) http://127.0.0.1:7000/hooks/conversation" in output
 
 
 def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:

@@ -168,21 +168,3 @@ def test_pytest_plugin_signs_a_test_client_in(client: FlaskClient, omi_sign_in: 
     assert client.get("/dashboard").get_data(as_text=True) == "hello plugin_user"
     with pytest.raises(ValueError, match="not a valid OMI uid"):
         omi_sign_in(client, "bad uid")
-
-
-def test_public_proxy_fallback_when_flask_internals_move(
-    monkeypatch: pytest.MonkeyPatch, bp: OmiBlueprint
-) -> None:
-    """The hot path reads Flask's context variables; without them it uses the public proxies."""
-    import flask_omi._context as context
-
-    monkeypatch.setattr(context, "_cv_app", None)
-
-    @bp.user_loader
-    def load(uid: str) -> AppUser:
-        return AppUser(uid, "Fallback")
-
-    client = make_app(bp).test_client()
-    assert client.get("/dashboard").status_code == 302
-    sign_in(client, "u5")
-    assert client.get("/dashboard").get_data(as_text=True) == "hello u5"

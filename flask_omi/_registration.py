@@ -1,0 +1,30 @@
+"""One rule for every flask-omi blueprint: handlers are registered before the blueprint is.
+
+A blueprint object keeps its handlers for every app it is registered on. A handler registered
+after the first registration (typically inside an app factory, with a module-level blueprint)
+would silently replace the handler of every app made earlier: a webhook posted to one app would
+run another app's code. Flask refuses ``route`` on a registered blueprint for the same reason;
+flask-omi refuses its handler decorators.
+"""
+
+from __future__ import annotations
+
+from .errors import OmiConfigError
+
+
+class HandlersBeforeRegistration:
+    """Mixed into flask-omi's blueprints; they call :meth:`_check_handlers_open` in each decorator."""
+
+    _omi_registered: bool = False
+
+    def _close_handlers(self) -> None:
+        self._omi_registered = True
+
+    def _check_handlers_open(self, decorator: str) -> None:
+        if self._omi_registered:
+            kind = type(self).__name__
+            raise OmiConfigError(
+                f"{kind}.{decorator} was called after this {kind} was registered on an app, so the handler "
+                f"would also replace the one of every app already using it. Create one {kind}() per app "
+                "(in your app factory) and register its handlers before app.register_blueprint()."
+            )

@@ -1,0 +1,1 @@
+"""Bridges to other Flask extensions; each module needs its extension installed."""

@@ -1,0 +1,73 @@
+"""Flask-Login and flask-omi as one sign-in: signing in or out of either does the same to the other.
+
+::
+
+    from flask_omi.contrib.flask_login import FlaskLoginBridge
+
+    login_manager = LoginManager(app)
+    FlaskLoginBridge(load_user=User.get_or_create).init_app(app)
+
+After an OMI sign-in, ``load_user(uid)`` gives the Flask-Login user to sign in (create it there if
+your app keeps users); ``None`` refuses it, and the OMI sign-in is undone too. Signing out with
+``POST /omi/logout`` calls ``logout_user()``; an app's own ``logout_user()`` signs out of OMI.
+Needs Flask-Login.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, g
+from flask_login import login_user, logout_user, user_logged_out
+
+from ..signals import omi_logged_in, omi_logged_out
+from ..user import logout_omi_user
+
+logger = logging.getLogger("flask_omi")
+
+#: Set on ``flask.g`` while one side signs the other out, so that the echo does not bounce back.
+_BRIDGING = "_omi_flask_login_bridging"
+
+
+class FlaskLoginBridge:
+    """Connects the two sign-ins of one app through their signals. Holds no app."""
+
+    def __init__(self, load_user: Callable[[str], Any], *, remember: bool = False) -> None:
+        self.load_user = load_user
+        self.remember = remember
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["omi_flask_login"] = self
+        omi_logged_in.connect(self._omi_signed_in, app, weak=False)
+        omi_logged_out.connect(self._omi_signed_out, app, weak=False)
+        user_logged_out.connect(self._flask_login_signed_out, app, weak=False)
+
+    def _omi_signed_in(self, sender: Flask, uid: str, **extra: Any) -> None:
+        user = self.load_user(uid)
+        if user is None or not login_user(user, remember=self.remember):
+            logger.warning("OMI sign-in: no active Flask-Login user for this uid; signed out of both")
+            logout_omi_user()
+
+    def _omi_signed_out(self, sender: Flask, uid: str, **extra: Any) -> None:
+        if g.get(_BRIDGING):
+            return
+        g.setdefault(_BRIDGING, True)
+        try:
+            logout_user()
+        finally:
+            g.pop(_BRIDGING, None)
+
+    def _flask_login_signed_out(self, sender: Flask, user: Any = None, **extra: Any) -> None:
+        if g.get(_BRIDGING):
+            return
+        g.setdefault(_BRIDGING, True)
+        try:
+            # Signing out of OMI may clear the whole session (OMI_LOGOUT_CLEAR_SESSION), which
+            # drops Flask-Login's note to delete its remember-me cookie; logging out of Flask-Login
+            # once more writes it again, into the fresh session.
+            if logout_omi_user():
+                logout_user()
+        finally:
+            g.pop(_BRIDGING, None)

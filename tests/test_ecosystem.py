@@ -1,0 +1,202 @@
+"""flask-omi inside a realistic app: an app factory, Flask-Login, Flask-WTF, several apps at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask, render_template_string, session
+from flask.testing import FlaskClient
+from flask_login import LoginManager, UserMixin, current_user, login_required, logout_user
+from flask_wtf.csrf import CSRFProtect
+
+from flask_omi import (
+    OmiBlueprint,
+    OmiConfigError,
+    OmiWebhooks,
+    current_omi_user,
+    omi_logged_in,
+)
+from flask_omi.contrib.flask_login import FlaskLoginBridge
+from flask_omi.testing import sign_in_test_client, sign_out_test_client
+
+from .conftest import make_app, start_login
+
+SECRET = "3c1d7f0b9e2a48d6a5f1c0e9b7d3a2f4"
+
+
+class User(UserMixin):
+    def __init__(self, uid: str) -> None:
+        self.id = uid
+
+
+BANNED = {"banned"}
+
+
+def load_user(uid: str) -> User | None:
+    return None if uid in BANNED else User(uid)
+
+
+def create_app(**config: Any) -> Flask:
+    """An app factory as a user writes one: fresh blueprints per app, handlers before registering."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, OMI_APP_ID="01TESTAPP", **config)
+    LoginManager(app).user_loader(load_user)
+    omi = OmiBlueprint()
+    app.register_blueprint(omi)
+    FlaskLoginBridge(load_user=load_user, remember=True).init_app(app)
+
+    @app.get("/both")
+    def both() -> dict[str, Any]:
+        return {
+            "omi": current_omi_user.uid,
+            "flask_login": current_user.get_id() if current_user.is_authenticated else None,
+            "planted": session.get("planted"),
+        }
+
+    @app.get("/members")
+    @login_required
+    def members() -> str:
+        return f"member {current_user.get_id()}"
+
+    @app.post("/app-logout")
+    def app_logout() -> str:
+        logout_user()  # the app's own sign-out, through Flask-Login
+        return "out"
+
+    return app
+
+
+def both(client: FlaskClient) -> dict[str, Any]:
+    return client.get("/both").get_json()  # type: ignore[no-any-return]
+
+
+# -- omi_sign_in behaves as a real sign-in --------------------------------------------------------
+def test_omi_sign_in_sends_the_signal_and_clears_the_session() -> None:
+    app = create_app()
+    seen: list[str] = []
+    omi_logged_in.connect(lambda sender, uid, **_: seen.append(uid), app, weak=False)
+    client = app.test_client()
+    with client.session_transaction() as planted:
+        planted["planted"] = "by an attacker"
+    sign_in_test_client(client, "u1")
+    assert seen == ["u1"]
+    assert both(client) == {"omi": "u1", "flask_login": "u1", "planted": None}
+    assert client.get("/members").get_data(as_text=True) == "member u1"
+    sign_out_test_client(client)
+    assert both(client) == {"omi": None, "flask_login": None, "planted": None}
+
+
+def test_the_pytest_fixtures_sign_in_and_out(omi_sign_in: Any, omi_sign_out: Any) -> None:
+    client = create_app().test_client()
+    omi_sign_in(client, "u2")
+    assert both(client)["flask_login"] == "u2"
+    omi_sign_out(client)
+    assert both(client)["flask_login"] is None
+
+
+# -- the Flask-Login bridge, both directions ------------------------------------------------------
+def test_real_sign_in_then_omi_sign_out_signs_out_of_both() -> None:
+    client = create_app().test_client()
+    assert client.get(f"/omi/callback?uid=u1&state={start_login(client)}").status_code == 302
+    assert both(client) == {"omi": "u1", "flask_login": "u1", "planted": None}
+    assert client.get_cookie("remember_token") is not None
+    client.post("/omi/logout")
+    assert both(client)["omi"] is None and both(client)["flask_login"] is None
+    assert client.get_cookie("remember_token") is None
+    assert client.get("/members").status_code == 401
+
+
+def test_the_apps_own_logout_signs_out_of_omi_too() -> None:
+    client = create_app().test_client()
+    assert client.get(f"/omi/callback?uid=u1&state={start_login(client)}").status_code == 302
+    assert client.post("/app-logout").get_data(as_text=True) == "out"
+    assert both(client) == {"omi": None, "flask_login": None, "planted": None}
+    assert client.get_cookie("remember_token") is None  # not signed back in by the remember cookie
+    assert client.get("/members").status_code == 401
+
+
+def test_a_user_flask_login_refuses_is_signed_in_to_neither() -> None:
+    client = create_app().test_client()
+    client.get(f"/omi/callback?uid=banned&state={start_login(client)}")
+    assert both(client)["omi"] is None and both(client)["flask_login"] is None
+
+
+# -- handlers registered after the blueprint ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "decorator"),
+    [
+        (OmiBlueprint, "user_loader"),
+        (OmiBlueprint, "uid_verifier"),
+        (OmiBlueprint, "setup_checker"),
+        (OmiBlueprint, "unauthorized_handler"),
+        (OmiWebhooks, "on_conversation_created"),
+        (OmiWebhooks, "on_transcript"),
+        (OmiWebhooks, "on_audio"),
+    ],
+)
+def test_a_handler_registered_after_the_blueprint_is_refused(make: type, decorator: str) -> None:
+    blueprint = make()
+    make_app(blueprint)
+    with pytest.raises(OmiConfigError, match=rf"{make.__name__}\.{decorator} was called after .* per app"):
+        getattr(blueprint, decorator)(lambda *args: None)
+
+
+def test_an_app_factory_with_fresh_webhooks_keeps_each_apps_handler() -> None:
+    def factory(label: str, seen: list[str]) -> Flask:
+        app = Flask(label)
+        hooks = OmiWebhooks()
+        hooks.on_conversation_created(lambda event: seen.append(label))
+        app.register_blueprint(hooks)
+        return app
+
+    seen: list[str] = []
+    first, second = factory("first", seen), factory("second", seen)
+    first.test_client().post("/omi/webhooks/conversation?uid=u1", json={"id": "c1"})
+    second.test_client().post("/omi/webhooks/conversation?uid=u1", json={"id": "c2"})
+    assert seen == ["first", "second"]
+
+
+# -- Flask-WTF ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("order", ["csrf first", "webhooks first"])
+def test_csrf_protect_leaves_omis_webhooks_alone(order: str) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, OMI_APP_ID="01TESTAPP")
+    seen: list[str] = []
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda event: seen.append(event.id))
+    if order == "csrf first":
+        CSRFProtect(app)
+        app.register_blueprint(hooks, name="renamed_hooks", url_prefix="/hooks")
+    else:
+        app.register_blueprint(hooks, name="renamed_hooks", url_prefix="/hooks")
+        CSRFProtect(app)
+
+    @app.post("/form")
+    def form() -> str:
+        return "accepted"
+
+    client = app.test_client()
+    assert client.post("/hooks/conversation?uid=u1", json={"id": "c1"}).status_code == 200
+    assert seen == ["c1"]
+    assert client.post("/form").status_code == 400  # the app's own forms stay protected
+
+
+def test_the_sign_out_form_carries_the_csrf_token() -> None:
+    app = create_app()
+    CSRFProtect(app)
+
+    @app.get("/page")
+    def page() -> str:
+        return render_template_string(
+            '<form method="post" action="{{ url_for(\'omi.logout\') }}">'
+            '<input type="hidden" name="csrf_token" value="{{ csrf_token() }}"></form>'
+        )
+
+    client = app.test_client()
+    sign_in_test_client(client, "u1")
+    assert client.post("/omi/logout").status_code == 400  # without the token
+    html = client.get("/page").get_data(as_text=True)
+    token = html.split('value="', 1)[1].split('"', 1)[0]
+    assert client.post("/omi/logout", data={"csrf_token": token}).status_code == 302
+    assert both(client)["omi"] is None
