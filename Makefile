@@ -8,14 +8,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-PY_SRC := flask_omi tests example_app $(wildcard benchmarks)
+PY_SRC := flask_omi tests example_app $(wildcard benchmarks) noxfile.py docs/conf.py
+PY_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: test demo lint typecheck bench system-deps bench-deps clean
+.PHONY: test demo lint typecheck docs suite minimum matrix bench system-deps bench-deps clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml requirements/dev.txt requirements/tests.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[testing,flask-login]' -r requirements/dev.txt
 	touch $@
 
 # Install Debian packages whose command is missing: $(call apt_install,command:package ...)
@@ -48,10 +49,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict flask_omi
 
-test: $(STAMP) system-deps lint typecheck
+# The documentation site, warnings as errors.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
+
+# The whole suite with the newest dependencies, under coverage.
+suite: $(STAMP) system-deps
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage report --fail-under=95
+
+# The suite again with the lowest supported Flask, requests and itsdangerous, on this Python.
+minimum: $(STAMP) system-deps
+	$(BIN)/nox -s minimum --python $(PY_VERSION) -- -q $(PYTEST_ARGS)
+
+# Every Python from 3.10 the machine has, newest and lowest dependencies (not part of make test).
+matrix: $(STAMP) system-deps
+	$(BIN)/nox
+
+test: lint typecheck docs suite minimum
 
 demo: $(STAMP)
 	$(BIN)/python -m example_app
@@ -60,4 +76,4 @@ bench: $(STAMP) bench-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) build dist .nox .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -6,6 +6,8 @@ Register :data:`omi_bp`, protect views with :func:`omi_login_required`, read
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .blueprint import OmiBlueprint, omi_bp
 from .client import OmiClient, omi_client
 from .decorators import omi_login_required
@@ -44,7 +46,10 @@ from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_
 from .webhook_payloads import AudioChunk, ConversationCreated, Structured, TranscriptBatch, TranscriptSegment
 from .webhooks import OmiWebhooks, omi_webhooks
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("flask-omi")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0.0.0"
 
 __all__ = [
     "ANONYMOUS",

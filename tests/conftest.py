@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -74,6 +75,15 @@ def start_login(client: FlaskClient, next_path: str | None = None) -> str:
     query = parse_qs(urlsplit(response.headers["Location"]).query)
     assert query["app_id"] == [APP_ID]
     return query["state"][0]
+
+
+def cli_streams(result: Any) -> tuple[str, str]:
+    """A CLI result's standard output and error. Click before 8.2 (the minimum-versions session)
+    captures both into one stream; then the error stream reads as empty."""
+    try:
+        return result.stdout, result.stderr
+    except ValueError:
+        return result.output, ""
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_omi import MemoryStateRegistry, OmiBlueprint
 
-from .conftest import make_app
+from .conftest import cli_streams, make_app
 
 #: Settings that pass every check on a public https host.
 GOOD = {
@@ -30,7 +30,8 @@ GOOD = {
 def run_check(*args: str, **config: object) -> tuple[int, str, str]:
     app = make_app(OmiBlueprint(), **{**GOOD, **config})
     result = app.test_cli_runner().invoke(args=["omi", "check", *args])
-    return result.exit_code, result.stdout, result.stderr
+    out, err = cli_streams(result)
+    return result.exit_code, out, err
 
 
 def test_check_prints_the_urls_to_paste() -> None:
@@ -49,8 +50,8 @@ def test_check_uses_server_name() -> None:
 
 
 def test_check_needs_a_base_url() -> None:
-    code, _, err = run_check()
-    assert code == 2 and "--base-url" in err
+    code, out, err = run_check()
+    assert code == 2 and "--base-url" in out + err
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_login_url() -> None:
     result = app.test_cli_runner().invoke(args=["omi", "login-url"])
     assert result.exit_code == 0
     assert result.stdout.startswith("http://127.0.0.1:8765/v1/oauth/authorize?app_id=01TESTAPP&state=")
-    assert "state_mismatch" in result.stderr
+    assert "state_mismatch" in result.output
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from flask_omi import MemoryStateRegistry, OmiBlueprint
 from flask_omi.checks import weak_secret_key_reason
 
-from ..conftest import make_app
+from ..conftest import cli_streams, make_app
 
 GOOD: dict[str, Any] = {
     "SECRET_KEY": "4e0b9d17c2a85f36e1d07b94ac5238f6d9e21b7c",
@@ -27,7 +27,8 @@ def check(base_url: str = "https://app.example.com", **config: Any) -> tuple[int
     app = make_app(OmiBlueprint(), **{**GOOD, **config})
     app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", base_url])
-    return result.exit_code, result.stdout, result.stderr
+    out, err = cli_streams(result)
+    return result.exit_code, out, err
 
 
 def test_good_settings_pass() -> None:

@@ -1,0 +1,23 @@
+"""Sphinx configuration: the guide pages include the README's sections, the reference is autodoc."""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _version
+
+project = "flask-omi"
+author = "The flask-omi maintainers"
+copyright = "2026, the flask-omi maintainers"
+release = _version("flask-omi")
+version = ".".join(release.split(".")[:2])
+
+extensions = ["myst_parser", "sphinx.ext.autodoc"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "images"]
+myst_heading_anchors = 3
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+html_theme = "alabaster"
+html_title = f"flask-omi {release}"
+# The sign-in flow is a Mermaid diagram, which GitHub draws; Sphinx shows its source as text.
+# The guide pages include README sections whose subheadings start at level 3.
+suppress_warnings = ["misc.highlighting_failure", "myst.header"]
