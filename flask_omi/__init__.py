@@ -42,8 +42,17 @@ from .errors import (
 )
 from .registry import MemoryStateRegistry, RedisStateRegistry, StateRegistry
 from .signals import omi_logged_in, omi_logged_out, omi_login_failed
+from .tool_spec import ToolError
+from .tools import OmiTools, omi_tools
 from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
-from .webhook_payloads import AudioChunk, ConversationCreated, Structured, TranscriptBatch, TranscriptSegment
+from .webhook_payloads import (
+    AudioChunk,
+    ConversationCreated,
+    Notify,
+    Structured,
+    TranscriptBatch,
+    TranscriptSegment,
+)
 from .webhooks import OmiWebhooks, omi_webhooks
 
 try:
@@ -59,6 +68,7 @@ __all__ = [
     "DeliveryLedger",
     "MemoryDeliveryLedger",
     "MemoryStateRegistry",
+    "Notify",
     "OmiApiError",
     "OmiAppNotEnabled",
     "OmiAuthError",
@@ -72,6 +82,7 @@ __all__ = [
     "OmiRateLimited",
     "OmiServerError",
     "OmiSignInError",
+    "OmiTools",
     "OmiTransportError",
     "OmiUser",
     "OmiValidationError",
@@ -87,6 +98,7 @@ __all__ = [
     "StateReused",
     "StateSuperseded",
     "Structured",
+    "ToolError",
     "TranscriptBatch",
     "TranscriptSegment",
     "UidInvalid",
@@ -104,5 +116,6 @@ __all__ = [
     "omi_logged_out",
     "omi_login_failed",
     "omi_login_required",
+    "omi_tools",
     "omi_webhooks",
 ]

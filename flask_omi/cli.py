@@ -27,6 +27,9 @@ def external_urls(base_url: str) -> dict[str, str]:
             "App Home URL": url_for(ext.endpoint("callback"), _external=True),
             "Setup completed URL": url_for(ext.endpoint("setup_completed"), _external=True),
         }
+        tools = current_app.extensions.get("omi_tools")
+        if tools is not None:
+            urls["Chat tools manifest URL"] = url_for(f"{tools.endpoint_prefix}.manifest", _external=True)
         webhooks = current_app.extensions.get("omi_webhooks")
         if webhooks is not None:
             for trigger, endpoint in TRIGGER_ENDPOINTS.items():

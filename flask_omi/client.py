@@ -165,11 +165,25 @@ class OmiClient:
         self._write("/user/memories", uid, body)
 
     def send_notification(self, uid: str, message: str) -> NotificationResult:
-        """Push a notification to the user's phone. About 10 per user per clock hour."""
-        body, response = self._post("/notification", {"uid": uid, "message": message})
-        remaining = header_int(response.headers.get("X-RateLimit-Remaining"))
-        status = body.get("status", "") if isinstance(body, dict) else ""
-        return {"status": str(status), "rate_limit_remaining": remaining}
+        """Push a notification to the user's phone. 9 per user per UTC hour get through."""
+        return _notification_result(*self._post("/notification", {"uid": uid, "message": message}))
+
+    def send_chat_message(self, uid: str, message: str) -> NotificationResult:
+        """Post ``message`` into the user's OMI chat (``POST /v1/integrations/notification``).
+
+        It lands in the app's chat (or OMI's main chat), as the manifest's ``chat_messages`` says,
+        with a push notification. It shares the notification limit: 9 per user per UTC hour get
+        through, then :class:`OmiRateLimited`. Not retried except after a 429 or a failed connect.
+        """
+        return _notification_result(
+            *self._transport.request(
+                "POST",
+                "/v1/integrations/notification",
+                params={},
+                json={"uid": uid, "aid": self.app_id, "message": message},
+                idempotent=False,
+            )
+        )
 
     # -- reads ----------------------------------------------------------------------------------------
     def get_memories(self, uid: str, *, limit: int = 100, offset: int = 0) -> list[Memory]:
@@ -323,6 +337,14 @@ def _pooled_session(base_url: str) -> requests.Session:
         session.verify = ca_bundle
     session.trust_env = False
     return session
+
+
+def _notification_result(body: Any, response: requests.Response) -> NotificationResult:
+    status = body.get("status", "") if isinstance(body, dict) else ""
+    return {
+        "status": str(status),
+        "rate_limit_remaining": header_int(response.headers.get("X-RateLimit-Remaining")),
+    }
 
 
 def _check_page(limit: int, offset: int) -> None:

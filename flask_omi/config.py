@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "OMI_WEBHOOK_TOLERANCE": 300,
     "OMI_WEBHOOK_DEDUP": True,
     "OMI_WEBHOOK_DEDUP_TTL": 86400,
+    "OMI_TOOLS_SECRET": None,
+    "OMI_TOOLS_MAX_BYTES": 1024 * 1024,
+    "OMI_TOOLS_DEDUP": True,
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 
 from .errors import WebhookSignatureError
 from .validation import is_ascii_digits
@@ -33,7 +34,11 @@ def signature_header(secret: str, uid: str, body: bytes, timestamp: int | None =
     return f"t={t},v1={compute_signature(secret, t, uid, body)}"
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
+def parse_header(header: str, scheme: str) -> tuple[int, list[str]]:
+    """``t=UNIX,<scheme>=HEX[,<scheme>=HEX]``: the timestamp and every signature of ``scheme``.
+
+    Other schemes' signatures are ignored, so a ``v1`` value never counts for ``v2`` and back.
+    """
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
@@ -42,11 +47,32 @@ def _parse(header: str) -> tuple[int, list[str]]:
             continue
         if key == "t" and is_ascii_digits(value, 12):
             timestamp = int(value)
-        elif key == "v1":
+        elif key == scheme and value:
             signatures.append(value)
     if timestamp is None or not signatures:
-        raise WebhookSignatureError("signature_malformed", "X-Omi-Signature must be 't=UNIX,v1=HEX'.")
+        raise WebhookSignatureError("signature_malformed", f"X-Omi-Signature must be 't=UNIX,{scheme}=HEX'.")
     return timestamp, signatures
+
+
+def check_signature(
+    header: str | None, scheme: str, expected: Callable[[int], str], *, now: float, tolerance: float
+) -> None:
+    """Raise :class:`WebhookSignatureError` unless ``header`` carries a fresh ``scheme`` signature
+    equal to ``expected(timestamp)``. Every candidate is compared in constant time (several are
+    sent while a secret is rotated)."""
+    if not header:
+        raise WebhookSignatureError("signature_missing", "This endpoint requires an X-Omi-Signature header.")
+    timestamp, signatures = parse_header(header, scheme)
+    if abs(now - timestamp) > tolerance:
+        raise WebhookSignatureError(
+            "signature_expired", f"The signature's timestamp is more than {int(tolerance)} s from now."
+        )
+    wanted = expected(timestamp).encode()
+    matched = False
+    for candidate in signatures:
+        matched |= hmac.compare_digest(wanted, candidate.lower().encode())
+    if not matched:
+        raise WebhookSignatureError("signature_mismatch", "The signature does not match the request.")
 
 
 def verify_signature(
@@ -59,17 +85,6 @@ def verify_signature(
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> None:
     """Raise :class:`WebhookSignatureError` unless ``header`` signs ``uid`` and ``body`` recently."""
-    if not header:
-        raise WebhookSignatureError("signature_missing", "This endpoint requires an X-Omi-Signature header.")
-    timestamp, signatures = _parse(header)
-    if abs(now - timestamp) > tolerance:
-        raise WebhookSignatureError(
-            "signature_expired", f"The signature's timestamp is more than {int(tolerance)} s from now."
-        )
-    expected = compute_signature(secret, timestamp, uid, body)
-    # Every candidate is compared (several v1 values are allowed while a secret is rotated).
-    matched = False
-    for candidate in signatures:
-        matched |= hmac.compare_digest(expected.encode(), candidate.lower().encode())
-    if not matched:
-        raise WebhookSignatureError("signature_mismatch", "The signature does not match the request.")
+    check_signature(
+        header, "v1", lambda t: compute_signature(secret, t, uid, body), now=now, tolerance=tolerance
+    )

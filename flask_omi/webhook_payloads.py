@@ -184,3 +184,48 @@ class AudioChunk:
     def duration(self) -> float:
         """Seconds of audio."""
         return self.samples / self.sample_rate
+
+
+#: What OMI can put into a proactive prompt (``backend/models/app.py`` scopes): the user's name,
+#: facts (memories), conversations matching ``context``, and recent chat.
+PROACTIVE_SCOPES = ("user_name", "user_facts", "user_context", "user_chat")
+#: OMI refuses longer prompts (and tells the user so): ``_process_proactive_notification``.
+MAX_PROMPT_CHARS = 128_000
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A transcript handler's answer asking OMI for a *proactive notification*.
+
+    OMI fills the scopes named in ``params`` into the prompt (``{{user_name}}``,
+    ``{{user_facts}}``, ``{{user_context}}``, ``{{user_chat}}``), has its language model write the
+    notification, and pushes it, if the app has the ``proactive_notification`` capability with
+    those scopes. OMI sends at most one per user and app every 30 s, and counts it against the
+    user's daily budget. ``context`` (``{"question": ..., "filters": {"people", "topics",
+    "entities", "dates"}}``) chooses the conversations for ``user_context``. ``message`` is sent
+    beside it as a plain notification (OMI pushes messages longer than 5 characters).
+    """
+
+    prompt: str
+    params: tuple[str, ...] = ()
+    context: dict[str, Any] | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("Notify needs a prompt")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"OMI refuses prompts over {MAX_PROMPT_CHARS} characters")
+        unknown = [p for p in self.params if p not in PROACTIVE_SCOPES]
+        if unknown:
+            raise ValueError(f"unknown scope {unknown[0]!r}; OMI knows {', '.join(PROACTIVE_SCOPES)}")
+        object.__setattr__(self, "params", tuple(self.params))
+
+    def as_answer(self) -> dict[str, Any]:
+        notification: dict[str, Any] = {"prompt": self.prompt, "params": list(self.params)}
+        if self.context is not None:
+            notification["context"] = self.context
+        answer: dict[str, Any] = {"notification": notification}
+        if self.message is not None:
+            answer["message"] = self.message
+        return answer

@@ -23,7 +23,7 @@ from .dedup import DeliveryLedger, resolve_ledger
 from .errors import OmiWebhookError, WebhookPayloadError
 from .signing import DELIVERY_HEADER, IDEMPOTENCY_HEADER
 from .webhook_input import audio_chunk, checked_request, delivery_header, json_body
-from .webhook_payloads import ConversationCreated, TranscriptBatch
+from .webhook_payloads import ConversationCreated, Notify, TranscriptBatch
 
 logger = logging.getLogger("flask_omi.webhooks")
 
@@ -58,6 +58,9 @@ class WebhookHandlers:
 class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
     """Webhook routes under ``/omi/webhooks``: ``/conversation``, ``/transcript``, ``/audio``."""
 
+    #: A transcript handler's answer asking OMI for a proactive notification.
+    Notify = Notify
+
     def __init__(self, name: str = "omi_webhooks", url_prefix: str | None = "/omi/webhooks") -> None:
         super().__init__(name, "flask_omi", url_prefix=url_prefix)
         self.handlers = WebhookHandlers()
@@ -75,7 +78,8 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         return handler
 
     def on_transcript(self, handler: H) -> H:
-        """``handler(TranscriptBatch) -> str | None`` for ``transcript_processed`` webhooks."""
+        """``handler(TranscriptBatch) -> str | Notify | None`` for ``transcript_processed``
+        webhooks: a string becomes a push notification, :class:`Notify` a proactive one."""
         self._check_handlers_open("on_transcript")
         self.handlers.transcript = handler
         return handler
@@ -166,6 +170,15 @@ def _run(handler: Handler, kind: str, event: Any) -> Response:
         return _answer(
             500, error="handler_failed", error_description="The app failed to handle this webhook."
         )
+    if isinstance(message, Notify):
+        if kind != "transcript":
+            logger.error(
+                "OMI %s webhook handler returned Notify, which OMI reads only from transcripts", kind
+            )
+            return _answer(
+                500, error="handler_failed", error_description="The app failed to handle this webhook."
+            )
+        return jsonify(message.as_answer())
     if message is None:
         return jsonify({})
     return jsonify(message=str(message))

@@ -38,8 +38,9 @@ def register_app_in_fake(
     """Register the app's ``OMI_APP_ID`` in ``fake`` with the URLs of its routes at ``base_url``.
 
     A conversation webhook is configured when the app registered ``OmiWebhooks``, signed with its
-    ``OMI_WEBHOOK_SECRET``; the API key is the app's ``OMI_API_KEY`` or a new one. Returns the fake's
-    record and the key.
+    ``OMI_WEBHOOK_SECRET``, and the chat tools manifest when it registered ``OmiTools``, calls
+    signed with ``OMI_TOOLS_SECRET``; the API key is the app's ``OMI_API_KEY`` or a new one.
+    Returns the fake's record and the key.
     """
     urls = app_urls(app, base_url)
     webhook = urls.get("Webhook URL (memory_creation)")
@@ -54,6 +55,9 @@ def register_app_in_fake(
             triggers_on="memory_creation",
             webhook_secret=app.config.get("OMI_WEBHOOK_SECRET"),
         )
+    manifest = urls.get("Chat tools manifest URL")
+    if manifest is not None:
+        settings.update(chat_tools_manifest_url=manifest, tools_secret=app.config.get("OMI_TOOLS_SECRET"))
     settings.update(options)
     return fake.register_app(str(app.config["OMI_APP_ID"]), **settings)  # type: ignore[arg-type]
 

@@ -20,6 +20,7 @@ import requests
 from flask import Flask, Response, request
 
 from .api_routes import api
+from .chat import ToolCall, call_tool, chat, fetch_tools, take_transcript_answer
 from .oauth_routes import ID_TOKEN_PREFIX, oauth
 from .server import LiveServer
 from .store import FakeApp, FakeOmiStore
@@ -42,6 +43,7 @@ class FakeOmi(FakeOmiStore):
         app.extensions["fake_omi"] = self
         app.register_blueprint(oauth)
         app.register_blueprint(api)
+        app.register_blueprint(chat)
 
         @app.before_request
         def misbehave() -> Response | None:
@@ -131,7 +133,21 @@ class FakeOmi(FakeOmiStore):
         delivery = deliver_webhook(app.webhook_url, app.triggers_on, uid, payload, secret=secret, **options)
         with self.lock:
             self.deliveries.append(delivery)
+        if app.triggers_on == "transcript_processed":
+            take_transcript_answer(self, app, uid, delivery.response)
         return delivery
+
+    # -- chat -----------------------------------------------------------------------------------------
+    def fetch_tools(self, app_id: str) -> list[dict[str, Any]]:
+        """Read the app's ``chat_tools_manifest_url`` as OMI does when the app is saved."""
+        return fetch_tools(self, app_id)
+
+    def call_tool(
+        self, app_id: str, uid: str, name: str, arguments: dict[str, Any] | None = None
+    ) -> ToolCall:
+        """Call the app's chat tool as OMI's assistant does (signed with ``tools_secret``);
+        ``.text`` is what the assistant was told, ``.status`` the app's HTTP status."""
+        return call_tool(self, app_id, uid, name, arguments or {})
 
 
 class FakeOmiRefused(Exception):

@@ -59,6 +59,16 @@ class FakeApp:
     webhook_secret: str | None = None
     #: False makes OMI fail to read the secret: it then sends deliveries unsigned, as OMI does.
     webhook_secret_readable: bool = True
+    #: Where OMI reads the app's chat tools; ``tools_secret`` signs the calls (``v2``).
+    chat_tools_manifest_url: str | None = None
+    tools_secret: str | None = None
+    #: The tools and chat-message settings read from the manifest by ``fetch_tools``.
+    chat_tools: list[dict[str, Any]] = field(default_factory=list)
+    chat_messages: dict[str, Any] | None = None
+    #: OMI capabilities beyond the API actions, e.g. ``{"proactive_notification"}``, and the
+    #: scopes the app may use in proactive prompts.
+    capabilities: frozenset[str] = frozenset()
+    proactive_scopes: tuple[str, ...] = ()
 
 
 def utc_iso(ts: float) -> str:
@@ -93,6 +103,13 @@ class FakeOmiStore:
         self.requests_seen: list[tuple[str, str]] = []
         #: Every webhook event ``trigger`` delivered, with its attempts.
         self.deliveries: list[Any] = []
+        #: Chat: messages apps posted (uid -> [{app_id, message, target}]), tool calls OMI made,
+        #: proactive notifications OMI wrote, and the names OMI knows users by.
+        self.chat_messages: dict[str, list[dict[str, Any]]] = {}
+        self.tool_calls: list[Any] = []
+        self.proactive_notifications: dict[str, list[dict[str, Any]]] = {}
+        self.user_names: dict[str, str] = {}
+        self._proactive_sent: dict[tuple[str, str], float] = {}
         self._ids = itertools.count(1)
 
     # -- apps ---------------------------------------------------------------------------------------

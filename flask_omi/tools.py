@@ -1,0 +1,274 @@
+"""``omi_tools``: chat tools that OMI's assistant calls while a person chats in OMI.
+
+Declare a tool with ``@omi_tools.tool`` on a typed function; the manifest OMI reads (at
+``/.well-known/omi-tools.json``) is generated from it. A call is checked in this order, and the
+function runs only if all pass: the tool and its method (404/405), size (413), the ``v2``
+signature when ``OMI_TOOLS_SECRET`` is set (401) and that it was not received before (409), the
+uid and app id (400), the arguments against the declaration (400), a prior sign-in for tools that
+require one (400). Answers are what OMI expects (``backend/utils/retrieval/tools/app_tools.py``):
+``{"result": ...}``, or ``{"error": "..."}``, whose text OMI's assistant relays to the person. A
+function that raises is logged and answered 500 with a generic error; one that raises
+:class:`ToolError` is answered 400 with its message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask.sansio.blueprints import BlueprintSetupState
+
+from ._csrf import exempt_from_csrf
+from ._registration import HandlersBeforeRegistration
+from .config import apply_defaults
+from .dedup import DeliveryLedger, resolve_ledger
+from .errors import OmiConfigError, OmiWebhookError, WebhookSignatureError
+from .extension import get_extension
+from .request_signing import TOOL_EVENT, verify_request_signature
+from .signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
+from .tool_spec import QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
+from .validation import is_valid_uid
+from .webhook_input import json_body
+
+logger = logging.getLogger("flask_omi.tools")
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: Fields OMI adds to every call besides the model's arguments.
+CALL_FIELDS = frozenset({"uid", "app_id", "tool_name", "geolocation"})
+
+
+@dataclass
+class ToolsState:
+    """What ``app.extensions["omi_tools"]`` holds."""
+
+    endpoint_prefix: str
+    ledger: DeliveryLedger | None
+    clock: Callable[[], float]
+
+
+class OmiTools(HandlersBeforeRegistration, Blueprint):
+    """The manifest at ``/.well-known/omi-tools.json`` and the tools under ``/omi/tools/<name>``."""
+
+    ToolError = ToolError
+
+    def __init__(
+        self,
+        name: str = "omi_tools",
+        url_prefix: str | None = None,
+        *,
+        manifest_path: str = "/.well-known/omi-tools.json",
+        tools_path: str = "/omi/tools",
+        chat_messages: dict[str, Any] | None = None,
+    ) -> None:
+        """``chat_messages``: OMI's manifest setting for :meth:`OmiClient.send_chat_message`, e.g.
+        ``{"enabled": True, "target": "app", "notify": False}``."""
+        super().__init__(name, "flask_omi", url_prefix=url_prefix)
+        self.specs: dict[str, ToolSpec] = {}
+        self.chat_messages = chat_messages
+        self.add_url_rule(manifest_path, "manifest", self._manifest, methods=["GET"])
+        self.add_url_rule(
+            f"{tools_path.rstrip('/')}/<tool_name>", "call", self._call, methods=list(_ALL_METHODS)
+        )
+        self.register_error_handler(OmiWebhookError, _render_refusal)
+        self.record_once(self._set_up_app)
+
+    @overload
+    def tool(self, func: F) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        method: str = "POST",
+        requires_sign_in: bool = False,
+        status_message: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def tool(self, func: F | None = None, **options: Any) -> F | Callable[[F], F]:
+        """Declare a chat tool, as ``@omi_tools.tool`` or ``@omi_tools.tool(method="GET", ...)``.
+
+        The description is the docstring unless given; ``requires_sign_in`` admits only uids the
+        app's ``user_loader`` knows, and passes that user as the ``user`` argument.
+        """
+
+        def register(function: F) -> F:
+            self._check_handlers_open("tool")
+            spec = describe(function, **options)
+            if spec.name in self.specs:
+                raise OmiConfigError(f"a tool named {spec.name!r} is already declared")
+            self.specs[spec.name] = spec
+            return function
+
+        return register(func) if func is not None else register
+
+    def _set_up_app(self, state: BlueprintSetupState) -> None:
+        self._close_handlers()
+        app = state.app
+        apply_defaults(app)
+        exempt_from_csrf(app, self)
+        if any(spec.requires_sign_in or "user" in spec.injected for spec in self.specs.values()):
+            handlers = app.extensions.get("omi")
+            if handlers is None or handlers.handlers.user_loader is None:
+                raise OmiConfigError(
+                    "A tool has requires_sign_in=True, which looks the uid up with the user_loader of "
+                    "the app's OmiBlueprint: register OmiBlueprint with a user_loader before OmiTools."
+                )
+        prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
+        ledger = resolve_ledger(app.config["OMI_TOOLS_DEDUP"])
+        app.extensions["omi_tools"] = ToolsState(endpoint_prefix=prefix, ledger=ledger, clock=time.time)
+
+    # -- routes -------------------------------------------------------------------------------------
+    def _manifest(self) -> Response:
+        prefix = current_app.extensions["omi_tools"].endpoint_prefix
+        tools = [
+            spec.manifest_entry(url_for(f"{prefix}.call", tool_name=name))
+            for name, spec in self.specs.items()
+        ]
+        manifest: dict[str, Any] = {"tools": tools}
+        if self.chat_messages is not None:
+            manifest["chat_messages"] = self.chat_messages
+        return jsonify(manifest)
+
+    def _call(self, tool_name: str) -> Response:
+        spec = self.specs.get(tool_name)
+        if spec is None:
+            return _error(404, f"This app has no tool named {tool_name!r}.")
+        if request.method != spec.method:
+            return _error(405, f"{tool_name} is called with {spec.method}.")
+        body = _read_body()
+        _check_signature(body)
+        from_query = spec.method in QUERY_METHODS
+        payload = _payload(body, from_query)
+        try:
+            uid = _caller(payload, spec, from_query)
+            arguments = spec.bind(
+                {k: v for k, v in payload.items() if k not in CALL_FIELDS}, from_query=from_query
+            )
+            injected = _injected(spec, uid, payload, from_query)
+        except ToolError as error:
+            logger.info("OMI tool call refused: %s: %s", tool_name, error)
+            return _error(400, str(error))
+        return _run(spec, {**arguments, **injected})
+
+
+_ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _render_refusal(error: OmiWebhookError) -> Response:
+    level = logging.WARNING if error.status == 401 else logging.INFO
+    logger.log(level, "OMI tool call refused: %s", error.error_code)
+    return _error(error.status, error.description)
+
+
+def _read_body() -> bytes:
+    limit = int(current_app.config["OMI_TOOLS_MAX_BYTES"])
+    if request.content_length is not None and request.content_length > limit:
+        raise OmiWebhookError("payload_too_large", f"The call is over {limit} bytes.", 413)
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise OmiWebhookError("payload_too_large", f"The call is over {limit} bytes.", 413)
+    return body
+
+
+def _check_signature(body: bytes) -> None:
+    """Verify ``v2`` when a secret is set, and refuse a delivery seen before (a replay)."""
+    secret = current_app.config["OMI_TOOLS_SECRET"]
+    if not secret:
+        return
+    delivery, event = request.headers.get(DELIVERY_HEADER, ""), request.headers.get(EVENT_HEADER, "")
+    if event != TOOL_EVENT or not delivery:
+        raise WebhookSignatureError("signature_missing", "A tool call must be signed by OMI.")
+    state: ToolsState = current_app.extensions["omi_tools"]
+    try:
+        verify_request_signature(
+            secret,
+            request.headers.get(SIGNATURE_HEADER),
+            delivery_id=delivery,
+            event=event,
+            method=request.method,
+            path=request.script_root + request.path,
+            query=request.query_string.decode("latin-1"),
+            body=body,
+            now=state.clock(),
+            tolerance=float(current_app.config["OMI_WEBHOOK_TOLERANCE"]),
+        )
+    except ValueError:
+        raise WebhookSignatureError("signature_malformed", "The signed headers are not usable.") from None
+    if state.ledger is not None:
+        window = 2 * int(current_app.config["OMI_WEBHOOK_TOLERANCE"])
+        if state.ledger.begin(f"tool:{delivery}", window) != "new":
+            raise OmiWebhookError("replayed", "This tool call was already received.", 409)
+        state.ledger.finish(f"tool:{delivery}", window)
+
+
+def _payload(body: bytes, from_query: bool) -> dict[str, Any]:
+    if from_query:
+        return {name: request.args.getlist(name) for name in request.args}
+    data = json_body(body)
+    if not isinstance(data, dict):
+        raise OmiWebhookError("payload_invalid", "A tool call must be a JSON object.")
+    return data
+
+
+def _single(value: Any, from_query: bool) -> Any:
+    if from_query and isinstance(value, list):
+        return value[0] if len(value) == 1 else None
+    return value
+
+
+def _caller(payload: dict[str, Any], spec: ToolSpec, from_query: bool) -> str:
+    uid = _single(payload.get("uid"), from_query)
+    if not is_valid_uid(uid):
+        raise ToolCallError("The call carries no valid uid.")
+    app_id = current_app.config.get("OMI_APP_ID")
+    if app_id and _single(payload.get("app_id"), from_query) not in (None, app_id):
+        raise ToolCallError("This call is for another OMI app.")
+    if _single(payload.get("tool_name"), from_query) not in (None, spec.name):
+        raise ToolCallError("The call names another tool.")
+    return str(uid)
+
+
+def _injected(spec: ToolSpec, uid: str, payload: dict[str, Any], from_query: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if "uid" in spec.injected:
+        values["uid"] = uid
+    if "geolocation" in spec.injected:
+        geolocation = payload.get("geolocation")
+        values["geolocation"] = geolocation if isinstance(geolocation, dict) else None
+    if spec.requires_sign_in or "user" in spec.injected:
+        loader = get_extension().handlers.user_loader
+        user = current_app.ensure_sync(loader)(uid) if loader is not None else None
+        if spec.requires_sign_in and user is None:
+            sign_in = url_for(get_extension().endpoint("login"), _external=True)
+            raise ToolError(f"Sign in to this app with OMI first, then ask again: {sign_in}")
+        if "user" in spec.injected:
+            values["user"] = user
+    return values
+
+
+def _run(spec: ToolSpec, arguments: dict[str, Any]) -> Response:
+    try:
+        result = current_app.ensure_sync(spec.func)(**arguments)
+        return jsonify(result=result)
+    except ToolError as error:
+        logger.info("OMI tool %s answered an error", spec.name)
+        return _error(400, str(error))
+    except Exception:
+        logger.exception("OMI tool %s failed", spec.name)
+        return _error(500, f"{spec.name} failed. Please try again later.")
+
+
+#: The default instance most apps register.
+omi_tools = OmiTools()
