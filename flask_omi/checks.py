@@ -54,6 +54,7 @@ def check_settings(app: Flask, base_url: str, behind_proxy: bool) -> list[Findin
         *_urls(parts, local),
         *_sign_in(app, parts, local),
         *_proxy(app, parts, local, behind_proxy),
+        *_tools(app),
     ]
     return found
 
@@ -193,6 +194,37 @@ def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
                 "URL can post events for any uid. Set it if OMI signs your webhooks.",
             )
         )
+    return found
+
+
+def _tools(app: Flask) -> list[Finding]:
+    """Chat tools OMI's assistant cannot use well: no description, parameters without a type."""
+    state = app.extensions.get("omi_tools")
+    if state is None:
+        return []
+    found: list[Finding] = []
+    if not app.config.get("OMI_TOOLS_SECRET"):
+        found.append(
+            Finding(
+                False,
+                "OMI_TOOLS_SECRET is not set: tool calls are accepted unsigned, so anyone who knows a tool's "
+                "URL can call it for any uid. Set it to the app's signing secret from OMI.",
+            )
+        )
+    for spec in state.specs.values():
+        if not spec.description:
+            found.append(
+                Finding(False, f"tool {spec.name} has no description: OMI's assistant chooses tools by it.")
+            )
+        for param in spec.params:
+            if not param.typed:
+                found.append(
+                    Finding(
+                        False,
+                        f"tool {spec.name}: parameter {param.name} has no type hint; OMI will send it "
+                        "as text and flask-omi cannot check it.",
+                    )
+                )
     return found
 
 

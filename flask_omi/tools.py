@@ -48,6 +48,8 @@ class ToolsState:
     endpoint_prefix: str
     ledger: DeliveryLedger | None
     clock: Callable[[], float]
+    #: The declared tools, by name (the blueprint's own dict).
+    specs: dict[str, ToolSpec]
 
 
 class OmiTools(HandlersBeforeRegistration, Blueprint):
@@ -121,7 +123,9 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
                 )
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
         ledger = resolve_ledger(app.config["OMI_TOOLS_DEDUP"])
-        app.extensions["omi_tools"] = ToolsState(endpoint_prefix=prefix, ledger=ledger, clock=time.time)
+        app.extensions["omi_tools"] = ToolsState(
+            endpoint_prefix=prefix, ledger=ledger, clock=time.time, specs=self.specs
+        )
 
     # -- routes -------------------------------------------------------------------------------------
     def _manifest(self) -> Response:

@@ -82,6 +82,7 @@ def call_everything(client: OmiClient) -> None:
     client.get_tasks("u1", limit=7, offset=1, completed=False, conversation_id="c1", start_date="2026-01-01",
                      end_date="2026-02-01", due_start_date="2026-01-01", due_end_date="2026-02-01")  # fmt: skip
     client.send_notification("u1", "hello")
+    client.send_chat_message("u1", "a chat message")
 
 
 def check_value(schema: dict[str, Any], value: Any, where: str) -> None:
@@ -153,7 +154,7 @@ def check_query(name: str, raw: list[str], parameter: dict[str, Any], where: str
 def test_every_client_request_is_one_omi_declares(recorded: tuple[OmiClient, Recorder]) -> None:
     client, session = recorded
     call_everything(client)
-    assert len(session.sent) == 8
+    assert len(session.sent) == 9
     for prepared in session.sent:
         url = urlsplit(prepared.url or "")
         where = f"{prepared.method} {url.path}"
