@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
@@ -24,12 +25,21 @@ from flask_omi import (
     OmiWebhooks,
     current_omi_user,
     omi_client,
+    omi_logged_in,
     omi_login_required,
 )
 
+from .chat_tools import make_tools
 from .store import ExampleStore
 
-ENV_KEYS = ("OMI_APP_ID", "OMI_API_KEY", "OMI_API_BASE", "OMI_WEBHOOK_SECRET", "SECRET_KEY")
+ENV_KEYS = (
+    "OMI_APP_ID",
+    "OMI_API_KEY",
+    "OMI_API_BASE",
+    "OMI_WEBHOOK_SECRET",
+    "OMI_TOOLS_SECRET",
+    "SECRET_KEY",
+)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -47,7 +57,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     # No setup_checker: OMI may enable the app at once, and the display name is asked for after
     # sign-in, when the uid is known to come from a sign-in this browser started.
-    app.register_blueprint(OmiBlueprint())
+    omi = OmiBlueprint()
+
+    @omi.user_loader
+    def load_user(uid: str) -> ExampleUser | None:
+        # A uid is a user of this app once it has signed in here; the chat tool requires that.
+        return ExampleUser(uid) if setups.knows(uid) else None
+
+    app.register_blueprint(omi)
+    omi_logged_in.connect(lambda sender, uid, **_: setups.remember_user(uid), app, weak=False)
+    app.register_blueprint(make_tools(setups))
 
     hooks = OmiWebhooks()
 
@@ -80,6 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             memories=memories,
             problem=problem,
             received=setups.received_conversations(uid),
+            notes=setups.notes(uid),
             csrf_token=csrf_token(),
         )
 
@@ -95,6 +115,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                 flash("Memory added to OMI.")
             except OmiApiError as error:
                 flash(f"OMI refused the memory ({error.error_code}).")
+        return redirect(url_for("dashboard"))
+
+    @app.post("/notes")
+    @omi_login_required
+    def add_note() -> Response:
+        if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
+            abort(400, "The form expired; please reload the page.")
+        text = request.form.get("note", "").strip()[:500]
+        if text:
+            setups.add_note(current_omi_user.uid, text)
+            flash("Note saved. Ask OMI's chat about it.")
         return redirect(url_for("dashboard"))
 
     @app.route("/setup", methods=["GET", "POST"])
@@ -118,6 +149,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("setup.html", uid=uid, csrf_token=csrf_token())
 
     return app
+
+
+@dataclass(frozen=True)
+class ExampleUser:
+    uid: str
+    is_authenticated: bool = True
+    is_anonymous: bool = False
 
 
 def csrf_token() -> str:

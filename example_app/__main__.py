@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import secrets
+from urllib.parse import urlencode
 
 from flask import Flask, abort, redirect, request, url_for
 from werkzeug.wrappers import Response
@@ -22,6 +23,7 @@ from . import create_app, csrf_token
 DEMO_APP_ID = "example-app"
 DEMO_UID = "fake-user-1"
 DEMO_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
+DEMO_TOOLS_SECRET = "whsec_" + secrets.token_hex(16)
 
 
 def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Flask, FakeOmi]:
@@ -37,6 +39,8 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
         webhook_url=f"{base}/omi/webhooks/conversation",
         triggers_on="memory_creation",
         webhook_secret=DEMO_WEBHOOK_SECRET,
+        chat_tools_manifest_url=f"{base}/.well-known/omi-tools.json",
+        tools_secret=DEMO_TOOLS_SECRET,
     )
     fake.seed(DEMO_UID, memories=["Likes green tea", "Is learning the cello"])
     config = {
@@ -44,11 +48,15 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
         "OMI_API_KEY": api_key,
         "OMI_API_BASE": fake.url,
         "OMI_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+        "OMI_TOOLS_SECRET": DEMO_TOOLS_SECRET,
     }
     app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
     app.extensions["example_setups"].complete(DEMO_UID, "Demo user")
 
     app.jinja_env.globals["demo"] = True
+    app.jinja_env.globals["demo_chat_url"] = lambda uid: (
+        f"{fake.url}/_fake/chat?{urlencode({'app_id': DEMO_APP_ID, 'uid': uid})}"
+    )
 
     @app.post("/demo/send-conversation")
     @omi_login_required

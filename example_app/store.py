@@ -1,4 +1,5 @@
-"""The example app's own data, in SQLite: who finished set-up, and conversations OMI sent."""
+"""The example app's own data, in SQLite: who signed in, display names, notes, and conversations
+OMI sent."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ CREATE TABLE IF NOT EXISTS setups (
     uid TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
     completed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    uid TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notes (
+    uid TEXT NOT NULL,
+    text TEXT NOT NULL,
+    written_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS received_conversations (
     uid TEXT NOT NULL,
@@ -64,3 +74,30 @@ class ExampleStore:
                 (uid, limit),
             ).fetchall()
         return [str(row[0]) for row in rows]
+
+    # -- users and notes ------------------------------------------------------------------------------
+    def remember_user(self, uid: str) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO users (uid, first_seen) VALUES (?, ?)", (uid, int(time.time())))
+
+    def knows(self, uid: str) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM users WHERE uid = ?", (uid,)).fetchone() is not None
+
+    def add_note(self, uid: str, text: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO notes (uid, text, written_at) VALUES (?, ?, ?)", (uid, text, int(time.time()))
+            )
+
+    def notes(self, uid: str, limit: int = 20) -> list[str]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT text FROM notes WHERE uid = ? ORDER BY rowid DESC LIMIT ?", (uid, limit)
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def search_notes(self, uid: str, words: str, limit: int = 5) -> list[str]:
+        """Notes of ``uid`` that contain every one of ``words`` (case-insensitive), newest first."""
+        wanted = [word.lower() for word in words.split() if word]
+        return [note for note in self.notes(uid, limit=200) if all(w in note.lower() for w in wanted)][:limit]

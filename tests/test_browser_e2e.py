@@ -16,6 +16,7 @@ from .chromium import chromium
 
 pytestmark = pytest.mark.browser
 
+TOOLS_SECRET = "whsec_e2e_tools"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 
@@ -36,7 +37,12 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     with FakeOmi() as fake:
         app = create_app(
-            {"OMI_APP_ID": "e2e-app", "OMI_API_BASE": fake.url, "EXAMPLE_DB": str(tmp_path / "e2e.db")}
+            {
+                "OMI_APP_ID": "e2e-app",
+                "OMI_API_BASE": fake.url,
+                "EXAMPLE_DB": str(tmp_path / "e2e.db"),
+                "OMI_TOOLS_SECRET": TOOLS_SECRET,
+            }
         )
         server = LiveServer(app).bind()
         _, api_key = fake.register_app(
@@ -44,6 +50,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
             name="Example OMI app",
             app_home_url=f"{server.url}/omi/callback",
             setup_completed_url=f"{server.url}/omi/setup-completed",
+            chat_tools_manifest_url=f"{server.url}/.well-known/omi-tools.json",
+            tools_secret=TOOLS_SECRET,
         )
         app.config["OMI_API_KEY"] = api_key
         fake.add_memory("alice", "Alice likes green tea")
@@ -169,3 +177,24 @@ def test_mobile_app_visit_without_state_offers_sign_in(page: Any, site: Site) ->
     sign_in_on_omi(page, "alice")
     page.wait_for_url(f"{site.url}/")
     assert "alice" in page.text_content("main")
+
+
+def test_omis_chat_calls_the_apps_tool_on_the_notes_written_there(page: Any, site: Site) -> None:
+    """The demo's chat box: a note written in the app is found by OMI's chat through the tool."""
+    page.goto(f"{site.url}/omi/login?next=/dashboard")
+    sign_in_on_omi(page, "alice")
+    page.wait_for_url(f"{site.url}/dashboard")
+    page.fill("#note", "Buy oolong tea for Sam")
+    page.click("#add-note")
+    page.wait_for_selector("#notes li:has-text('Buy oolong tea for Sam')")
+    page.goto(f"{site.fake.url}/_fake/chat?app_id=e2e-app&uid=alice")
+    page.fill("#arg-search_notes-query", "tea")
+    page.click("#tool-search_notes .call-tool")
+    page.wait_for_selector(".tool-answer")
+    assert page.text_content(".tool-answer") == "1 note(s) about 'tea':\n- Buy oolong tea for Sam"
+    shot(page, "09-omi-chat-calls-the-tool")
+    page.goto(f"{site.fake.url}/_fake/chat?app_id=e2e-app&uid=mallory")  # never signed in here
+    page.fill("#arg-search_notes-query", "tea")
+    page.click("#tool-search_notes .call-tool")
+    page.wait_for_selector(".tool-answer")
+    assert "Sign in to this app with OMI first" in (page.text_content(".tool-answer") or "")

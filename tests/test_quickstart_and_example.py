@@ -82,6 +82,9 @@ def test_demo_mode_wires_the_fake_omi(tmp_path: Path) -> None:
     app, fake = demo_app(port=0, fake_port=0, db_path=str(tmp_path / "demo.db"))
     try:
         assert app.config["OMI_API_BASE"] == fake.url
+        record = fake.apps["example-app"]
+        assert record.chat_tools_manifest_url == "http://127.0.0.1:5000/.well-known/omi-tools.json"
+        assert record.tools_secret == app.config["OMI_TOOLS_SECRET"]
         client = app.test_client()
         assert (
             client.get("/", base_url="http://localhost:5000")
