@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -45,9 +46,15 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{name}={value}" for name, value in encoded)
 
 
+#: A path made only of these is its own canonical form (the common case, checked first).
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
 def canonical_path(path: str) -> str:
     if not path:
         return "/"
+    if _PLAIN_PATH.fullmatch(path):
+        return path
     return "/".join(_encode(unquote_to_bytes(segment)) for segment in path.split("/"))
 
 
@@ -66,8 +73,8 @@ def message_to_sign(
     for part in (delivery_id, event, method):
         if not part or not part.isascii() or not part.isprintable():
             raise ValueError("delivery id, event and method must be printable ASCII")
-    lines = (SCHEME, str(timestamp), delivery_id, event, method.upper(), canonical_path(path))
-    head = "".join(f"{line}\n" for line in (*lines, canonical_query(query_pairs(query))))
+    signed_path, signed_query = canonical_path(path), canonical_query(query_pairs(query)) if query else ""
+    head = f"{SCHEME}\n{timestamp}\n{delivery_id}\n{event}\n{method.upper()}\n{signed_path}\n{signed_query}\n"
     return head.encode("ascii") + body
 
 
@@ -83,7 +90,7 @@ def compute_request_signature(
     body: bytes,
 ) -> str:
     message = message_to_sign(timestamp, delivery_id, event, method, path, query, body)
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 
 
 def verify_request_signature(

@@ -25,7 +25,7 @@ DEFAULT_TOLERANCE = 300
 
 def compute_signature(secret: str, timestamp: int, uid: str, body: bytes) -> str:
     message = f"{timestamp}.{uid}.".encode() + body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 
 
 def signature_header(secret: str, uid: str, body: bytes, timestamp: int | None = None) -> str:
@@ -67,10 +67,11 @@ def check_signature(
         raise WebhookSignatureError(
             "signature_expired", f"The signature's timestamp is more than {int(tolerance)} s from now."
         )
-    wanted = expected(timestamp).encode()
+    wanted = expected(timestamp)
     matched = False
     for candidate in signatures:
-        matched |= hmac.compare_digest(wanted, candidate.lower().encode())
+        # compare_digest takes ASCII text; anything else cannot match a hex digest anyway.
+        matched |= candidate.isascii() and hmac.compare_digest(wanted, candidate.lower())
     if not matched:
         raise WebhookSignatureError("signature_mismatch", "The signature does not match the request.")
 

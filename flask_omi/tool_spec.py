@@ -71,6 +71,14 @@ class ToolSpec:
     requires_sign_in: bool
     status_message: str | None
     func: Callable[..., Any] = field(repr=False)
+    #: Decided once here: a coroutine function is run through Flask's ``ensure_sync``.
+    is_async: bool = False
+
+    #: The model's argument names.
+    names: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(p.name for p in self.params))
 
     def manifest_entry(self, endpoint: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -88,13 +96,15 @@ class ToolSpec:
             entry["status_message"] = self.status_message
         return entry
 
-    def bind(self, arguments: Mapping[str, Any], *, from_query: bool) -> dict[str, Any]:
+    def bind(
+        self, arguments: Mapping[str, Any], *, from_query: bool, ignore: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         """The keyword arguments for the function; raises :class:`ToolCallError` for a bad call.
 
         ``from_query``: the values came from a query string (strings, lists for repeated names).
+        ``ignore``: names in ``arguments`` that are not the model's (OMI's own call fields).
         """
-        known = {p.name for p in self.params}
-        unknown = sorted(set(arguments) - known)
+        unknown = sorted(name for name in arguments if name not in self.names and name not in ignore)
         if unknown:
             raise ToolCallError(f"{self.name} takes no argument named {unknown[0]!r}.")
         bound: dict[str, Any] = {}
@@ -154,6 +164,7 @@ def describe(
         requires_sign_in=requires_sign_in,
         status_message=status_message,
         func=func,
+        is_async=inspect.iscoroutinefunction(func),
     )
 
 

@@ -13,13 +13,14 @@ function that raises is logged and answered 500 with a generic error; one that r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request, url_for
 from flask.sansio.blueprints import BlueprintSetupState
 
 from ._csrf import exempt_from_csrf
@@ -32,7 +33,7 @@ from .request_signing import TOOL_EVENT, verify_request_signature
 from .signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
 from .tool_spec import QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
 from .validation import is_valid_uid
-from .webhook_input import json_body
+from .webhook_input import header, json_body, read_body
 
 logger = logging.getLogger("flask_omi.tools")
 
@@ -140,32 +141,33 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         return jsonify(manifest)
 
     def _call(self, tool_name: str) -> Response:
+        # Each proxy is resolved once: a call passes through a dozen checks (see benchmarks/).
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
         spec = self.specs.get(tool_name)
         if spec is None:
-            return _error(404, f"This app has no tool named {tool_name!r}.")
-        if request.method != spec.method:
-            return _error(405, f"{tool_name} is called with {spec.method}.")
-        body = _read_body()
-        _check_signature(body)
+            return _error(app, 404, f"This app has no tool named {tool_name!r}.")
+        if req.method != spec.method:
+            return _error(app, 405, f"{tool_name} is called with {spec.method}.")
+        body = read_body(req, int(app.config["OMI_TOOLS_MAX_BYTES"]), "call")
+        _check_signature(app, req, body)
         from_query = spec.method in QUERY_METHODS
-        payload = _payload(body, from_query)
+        payload = _payload(req, body, from_query)
         try:
-            uid = _caller(payload, spec, from_query)
-            arguments = spec.bind(
-                {k: v for k, v in payload.items() if k not in CALL_FIELDS}, from_query=from_query
-            )
-            injected = _injected(spec, uid, payload, from_query)
+            uid = _caller(app, payload, spec, from_query)
+            arguments = spec.bind(payload, from_query=from_query, ignore=CALL_FIELDS)
+            arguments.update(_injected(app, spec, uid, payload))
         except ToolError as error:
             logger.info("OMI tool call refused: %s: %s", tool_name, error)
-            return _error(400, str(error))
-        return _run(spec, {**arguments, **injected})
+            return _error(app, 400, str(error))
+        return _run(app, spec, arguments)
 
 
 _ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _error(status: int, message: str) -> Response:
-    response = jsonify(error=message)
+def _error(app: Flask, status: int, message: str) -> Response:
+    response = cast(Response, app.json.response(error=message))
     response.status_code = status
     return response
 
@@ -173,78 +175,74 @@ def _error(status: int, message: str) -> Response:
 def _render_refusal(error: OmiWebhookError) -> Response:
     level = logging.WARNING if error.status == 401 else logging.INFO
     logger.log(level, "OMI tool call refused: %s", error.error_code)
-    return _error(error.status, error.description)
+    return _error(current_app._get_current_object(), error.status, error.description)  # type: ignore[attr-defined]
 
 
-def _read_body() -> bytes:
-    limit = int(current_app.config["OMI_TOOLS_MAX_BYTES"])
-    if request.content_length is not None and request.content_length > limit:
-        raise OmiWebhookError("payload_too_large", f"The call is over {limit} bytes.", 413)
-    body = request.stream.read(limit + 1)
-    if len(body) > limit:
-        raise OmiWebhookError("payload_too_large", f"The call is over {limit} bytes.", 413)
-    return body
-
-
-def _check_signature(body: bytes) -> None:
+def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     """Verify ``v2`` when a secret is set, and refuse a delivery seen before (a replay)."""
-    secret = current_app.config["OMI_TOOLS_SECRET"]
+    config = app.config
+    secret = config["OMI_TOOLS_SECRET"]
     if not secret:
         return
-    delivery, event = request.headers.get(DELIVERY_HEADER, ""), request.headers.get(EVENT_HEADER, "")
+    delivery, event = header(req, DELIVERY_HEADER) or "", header(req, EVENT_HEADER) or ""
     if event != TOOL_EVENT or not delivery:
         raise WebhookSignatureError("signature_missing", "A tool call must be signed by OMI.")
-    state: ToolsState = current_app.extensions["omi_tools"]
+    state: ToolsState = app.extensions["omi_tools"]
+    tolerance = int(config["OMI_WEBHOOK_TOLERANCE"])
     try:
         verify_request_signature(
             secret,
-            request.headers.get(SIGNATURE_HEADER),
+            header(req, SIGNATURE_HEADER),
             delivery_id=delivery,
             event=event,
-            method=request.method,
-            path=request.script_root + request.path,
-            query=request.query_string.decode("latin-1"),
+            method=req.method,
+            path=req.script_root + req.path,
+            query=req.query_string.decode("latin-1"),
             body=body,
             now=state.clock(),
-            tolerance=float(current_app.config["OMI_WEBHOOK_TOLERANCE"]),
+            tolerance=tolerance,
         )
     except ValueError:
         raise WebhookSignatureError("signature_malformed", "The signed headers are not usable.") from None
     if state.ledger is not None:
-        window = 2 * int(current_app.config["OMI_WEBHOOK_TOLERANCE"])
-        if state.ledger.begin(f"tool:{delivery}", window) != "new":
+        key = f"tool:{delivery}"
+        if state.ledger.begin(key, 2 * tolerance) != "new":
             raise OmiWebhookError("replayed", "This tool call was already received.", 409)
-        state.ledger.finish(f"tool:{delivery}", window)
+        state.ledger.finish(key, 2 * tolerance)
 
 
-def _payload(body: bytes, from_query: bool) -> dict[str, Any]:
+def _payload(req: Request, body: bytes, from_query: bool) -> dict[str, Any]:
     if from_query:
-        return {name: request.args.getlist(name) for name in request.args}
+        args = req.args
+        return {name: args.getlist(name) for name in args}
     data = json_body(body)
     if not isinstance(data, dict):
         raise OmiWebhookError("payload_invalid", "A tool call must be a JSON object.")
     return data
 
 
-def _single(value: Any, from_query: bool) -> Any:
-    if from_query and isinstance(value, list):
+def _single(value: Any) -> Any:
+    """A query parameter given once; repeated (or absent) counts as not given."""
+    if isinstance(value, list):
         return value[0] if len(value) == 1 else None
     return value
 
 
-def _caller(payload: dict[str, Any], spec: ToolSpec, from_query: bool) -> str:
-    uid = _single(payload.get("uid"), from_query)
+def _caller(app: Flask, payload: dict[str, Any], spec: ToolSpec, from_query: bool) -> str:
+    uid, app_id, tool = payload.get("uid"), payload.get("app_id"), payload.get("tool_name")
+    if from_query:
+        uid, app_id, tool = _single(uid), _single(app_id), _single(tool)
     if not is_valid_uid(uid):
         raise ToolCallError("The call carries no valid uid.")
-    app_id = current_app.config.get("OMI_APP_ID")
-    if app_id and _single(payload.get("app_id"), from_query) not in (None, app_id):
+    own_id = app.config.get("OMI_APP_ID")
+    if own_id and app_id not in (None, own_id):
         raise ToolCallError("This call is for another OMI app.")
-    if _single(payload.get("tool_name"), from_query) not in (None, spec.name):
+    if tool not in (None, spec.name):
         raise ToolCallError("The call names another tool.")
     return str(uid)
 
 
-def _injected(spec: ToolSpec, uid: str, payload: dict[str, Any], from_query: bool) -> dict[str, Any]:
+def _injected(app: Flask, spec: ToolSpec, uid: str, payload: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if "uid" in spec.injected:
         values["uid"] = uid
@@ -252,26 +250,28 @@ def _injected(spec: ToolSpec, uid: str, payload: dict[str, Any], from_query: boo
         geolocation = payload.get("geolocation")
         values["geolocation"] = geolocation if isinstance(geolocation, dict) else None
     if spec.requires_sign_in or "user" in spec.injected:
-        loader = get_extension().handlers.user_loader
-        user = current_app.ensure_sync(loader)(uid) if loader is not None else None
+        extension = get_extension(app)
+        loader = extension.handlers.user_loader
+        user = app.ensure_sync(loader)(uid) if loader is not None else None
         if spec.requires_sign_in and user is None:
-            sign_in = url_for(get_extension().endpoint("login"), _external=True)
+            sign_in = url_for(extension.endpoint("login"), _external=True)
             raise ToolError(f"Sign in to this app with OMI first, then ask again: {sign_in}")
         if "user" in spec.injected:
             values["user"] = user
     return values
 
 
-def _run(spec: ToolSpec, arguments: dict[str, Any]) -> Response:
+def _run(app: Flask, spec: ToolSpec, arguments: dict[str, Any]) -> Response:
     try:
-        result = current_app.ensure_sync(spec.func)(**arguments)
-        return jsonify(result=result)
+        func = app.ensure_sync(spec.func) if spec.is_async else spec.func
+        result = json.dumps({"result": func(**arguments)}, ensure_ascii=False)
+        return app.response_class(result + "\n", mimetype="application/json")
     except ToolError as error:
         logger.info("OMI tool %s answered an error", spec.name)
-        return _error(400, str(error))
+        return _error(app, 400, str(error))
     except Exception:
         logger.exception("OMI tool %s failed", spec.name)
-        return _error(500, f"{spec.name} failed. Please try again later.")
+        return _error(app, 500, f"{spec.name} failed. Please try again later.")
 
 
 #: The default instance most apps register.

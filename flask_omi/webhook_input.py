@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from itertools import accumulate
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import current_app, request
+from flask import Flask, Request
 
 from .errors import WebhookPayloadError
 from .signing import SIGNATURE_HEADER, verify_signature
@@ -27,24 +28,54 @@ SAMPLE_RATES = frozenset({8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000}
 MAX_JSON_DEPTH = 32
 
 
-def checked_request() -> tuple[str, bytes]:
-    """Size, then signature, then uid: nothing reaches a handler unless all pass."""
-    config = current_app.config
-    limit = int(config["OMI_WEBHOOK_MAX_BYTES"])
-    if request.content_length is not None and request.content_length > limit:
-        raise WebhookPayloadError("payload_too_large", f"The body is over {limit} bytes.", 413)
-    body = request.stream.read(limit + 1)
+def read_body(req: Request, limit: int, what: str = "body") -> bytes:
+    """The request body, refused with 413 beyond ``limit`` bytes (chunked uploads too)."""
+    raw_length = req.environ.get("CONTENT_LENGTH")  # Werkzeug's content_length re-parses it
+    length = int(raw_length) if raw_length and is_ascii_digits(raw_length, 18) else None
+    if length is not None and length > limit:
+        raise WebhookPayloadError("payload_too_large", f"The {what} is over {limit} bytes.", 413)
+    if length is not None and not req.environ.get("wsgi.input_terminated"):
+        return req.get_data()  # Werkzeug reads exactly Content-Length bytes
+    body = req.stream.read(limit + 1)
     if len(body) > limit:
-        raise WebhookPayloadError("payload_too_large", f"The body is over {limit} bytes.", 413)
-    uid = request.args.get("uid", "")
+        raise WebhookPayloadError("payload_too_large", f"The {what} is over {limit} bytes.", 413)
+    return body
+
+
+def header(req: Request, name: str) -> str | None:
+    """A request header read straight from the WSGI environ: OMI's requests read three, on every
+    delivery, and Werkzeug's header view costs several calls per lookup."""
+    value: str | None = req.environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return value
+
+
+def query_value(req: Request, name: str) -> str:
+    """One query parameter ("" when absent), read from the raw query string: OMI's webhook URLs
+    carry one or two parameters, and a full ``request.args`` costs more than the rest of the checks.
+    Given twice, it is refused: OMI never repeats one."""
+    found = [
+        value
+        for key, value in parse_qsl(req.query_string.decode("latin-1"), keep_blank_values=True)
+        if key == name
+    ]
+    if len(found) > 1:
+        raise WebhookPayloadError(f"{name}_invalid", f"The {name} query parameter is given more than once.")
+    return found[0] if found else ""
+
+
+def checked_request(app: Flask, req: Request) -> tuple[str, bytes]:
+    """Size, then signature, then uid: nothing reaches a handler unless all pass."""
+    config = app.config
+    body = read_body(req, int(config["OMI_WEBHOOK_MAX_BYTES"]))
+    uid = query_value(req, "uid")
     secret = config["OMI_WEBHOOK_SECRET"]
     if secret:
         verify_signature(
             secret,
-            request.headers.get(SIGNATURE_HEADER),
+            header(req, SIGNATURE_HEADER),
             uid,
             body,
-            now=current_app.extensions["omi_webhooks"].clock(),
+            now=app.extensions["omi_webhooks"].clock(),
             tolerance=float(config["OMI_WEBHOOK_TOLERANCE"]),
         )
     if not uid:
@@ -86,16 +117,16 @@ for _open, _close in (b"[]", b"{}"):
     _BRACKET_STEP[_open], _BRACKET_STEP[_close] = 1, -1
 
 
-def audio_chunk(uid: str, body: bytes) -> AudioChunk:
-    if request.mimetype not in AUDIO_CONTENT_TYPES:
+def audio_chunk(req: Request, uid: str, body: bytes, **ids: str | None) -> AudioChunk:
+    if req.mimetype not in AUDIO_CONTENT_TYPES:
         raise WebhookPayloadError("audio_content_type", "Audio must be sent as application/octet-stream.")
-    raw_rate = request.args.get("sample_rate", "")
+    raw_rate = query_value(req, "sample_rate")
     if not is_ascii_digits(raw_rate, 6) or int(raw_rate) not in SAMPLE_RATES:
         rates = ", ".join(str(rate) for rate in sorted(SAMPLE_RATES))
         raise WebhookPayloadError("sample_rate_invalid", f"sample_rate must be one of {rates} (Hz).")
     if len(body) % 2:
         raise WebhookPayloadError("audio_odd_length", "PCM16 audio must have an even number of bytes.")
-    return AudioChunk(uid=uid, sample_rate=int(raw_rate), data=body)
+    return AudioChunk(uid=uid, sample_rate=int(raw_rate), data=body, **ids)
 
 
 #: Delivery ids and idempotency keys are OMI's UUIDs or short opaque keys; they end up in log lines
@@ -103,9 +134,9 @@ def audio_chunk(uid: str, body: bytes) -> AudioChunk:
 MAX_DELIVERY_HEADER = 200
 
 
-def delivery_header(name: str) -> str | None:
+def delivery_header(req: Request, name: str) -> str | None:
     """``X-Omi-Delivery`` or ``X-Omi-Idempotency-Key``: None when absent, 400 when unusable."""
-    value = request.headers.get(name)
+    value = header(req, name)
     if value is None or value == "":
         return None
     if len(value) > MAX_DELIVERY_HEADER or not value.isascii() or not value.isprintable():

@@ -60,6 +60,9 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
+_PLAIN_NUMBERS = (float, int, type(None))  # type() is exact: a bool is not taken as a number
+
+
 @dataclass(frozen=True)
 class TranscriptSegment:
     text: str
@@ -71,6 +74,29 @@ class TranscriptSegment:
 
     @classmethod
     def from_json(cls, value: Any) -> TranscriptSegment:
+        # Live transcripts arrive many times a minute with several segments each: the usual,
+        # well-formed segment is taken in one step; anything else goes through the full checks.
+        if type(value) is dict:
+            text, speaker = value.get("text"), value.get("speaker")
+            start, end = value.get("start"), value.get("end")
+            if (
+                type(text) is str
+                and (speaker is None or type(speaker) is str)
+                and type(start) in _PLAIN_NUMBERS
+                and type(end) in _PLAIN_NUMBERS
+            ):
+                # Filling the instance's __dict__ skips the frozen dataclass's field-by-field
+                # object.__setattr__, which is most of the cost; the result is the same object.
+                segment = object.__new__(cls)
+                segment.__dict__.update(
+                    text=text,
+                    speaker=speaker,
+                    is_user=bool(value.get("is_user", False)),
+                    start=None if start is None else float(start),
+                    end=None if end is None else float(end),
+                    raw=value,
+                )
+                return segment
         data = _object(value, "a transcript segment")
         return cls(
             text=_str(data, "text") or "",
@@ -126,7 +152,9 @@ class ConversationCreated:
     idempotency_key: str | None = None
 
     @classmethod
-    def from_json(cls, uid: str, value: Any) -> ConversationCreated:
+    def from_json(
+        cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
+    ) -> ConversationCreated:
         data = _object(value, "the conversation")
         return cls(
             uid=uid,
@@ -139,6 +167,8 @@ class ConversationCreated:
             language=_str(data, "language"),
             status=_str(data, "status"),
             raw=data,
+            delivery_id=delivery_id,
+            idempotency_key=idempotency_key,
         )
 
 
@@ -154,16 +184,22 @@ class TranscriptBatch:
     idempotency_key: str | None = None
 
     @classmethod
-    def from_json(cls, uid: str, value: Any) -> TranscriptBatch:
+    def from_json(
+        cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
+    ) -> TranscriptBatch:
         data = _object(value, "the transcript batch")
         if "segments" not in data:
             raise _invalid("'segments' is required")
-        return cls(
+        batch = object.__new__(cls)  # as for segments: a transcript arrives many times a minute
+        batch.__dict__.update(
             uid=uid,
             session_id=_str(data, "session_id"),
             segments=[TranscriptSegment.from_json(s) for s in _list(data, "segments")],
             raw=data,
+            delivery_id=delivery_id,
+            idempotency_key=idempotency_key,
         )
+        return batch
 
 
 @dataclass(frozen=True)

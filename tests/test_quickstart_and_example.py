@@ -83,7 +83,9 @@ def test_demo_mode_wires_the_fake_omi(tmp_path: Path) -> None:
     try:
         assert app.config["OMI_API_BASE"] == fake.url
         record = fake.apps["example-app"]
-        assert record.chat_tools_manifest_url == "http://127.0.0.1:0/.well-known/omi-tools.json"  # port=0 here
+        assert (
+            record.chat_tools_manifest_url == "http://127.0.0.1:0/.well-known/omi-tools.json"
+        )  # port=0 here
         assert record.tools_secret == app.config["OMI_TOOLS_SECRET"]
         client = app.test_client()
         assert (
