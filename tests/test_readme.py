@@ -120,6 +120,44 @@ context.pop()
 fake.stop()
 """,
     ),
+    "tools": (
+        """
+class Note:
+    @staticmethod
+    def owner(uid):
+        return {"uid": uid} if uid == "alice" else None
+    @staticmethod
+    def search(uid, query, limit):
+        return None if query == "busy" else [f"{uid}: tea with Sam"][:limit] if query == "tea" else []
+""",
+        """
+import json
+from flask_omi.request_signing import signed_headers
+client = app.test_client()
+manifest = client.get("/.well-known/omi-tools.json").json
+assert manifest["tools"][0]["endpoint"] == "/omi/tools/search_notes", manifest
+def call(uid, query):
+    body = json.dumps({"uid": uid, "app_id": "your-omi-app-id", "tool_name": "search_notes", "query": query}).encode()
+    headers = signed_headers("whsec_...", method="POST", path="/omi/tools/search_notes", query="", body=body)
+    return client.post("/omi/tools/search_notes", data=body, headers=headers, content_type="application/json")
+assert call("alice", "tea").json == {"result": "alice: tea with Sam"}
+assert call("alice", "cake").json == {"result": "No notes mention 'cake'."}
+assert call("alice", "busy").status_code == 400
+assert "Sign in to this app with OMI first" in call("bob", "tea").json["error"]
+""",
+    ),
+    "notify": (
+        "",
+        """
+from flask import Flask
+app = Flask(__name__)
+app.register_blueprint(omi_webhooks)
+client = app.test_client()
+answer = client.post("/omi/webhooks/transcript?uid=u1", json={"session_id": "u1", "segments": [{"text": "the deadline is Friday"}]})
+assert answer.json["notification"]["params"] == ["user_name", "user_facts"], answer.json
+assert client.post("/omi/webhooks/transcript?uid=u1", json={"session_id": "u1", "segments": []}).json == {}
+""",
+    ),
     "webhooks": (
         """
 from flask import Flask
