@@ -22,10 +22,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.wrappers import Response
 
 from .rate_limits import Verdict
-from .request_checks import ApiError, Problems
+from .request_checks import ApiError, Problems, render_api_error
 from .store import FakeOmiStore
 from .wire import conversation_item, iso_z, memory_item, task_item, without_nulls
 
@@ -50,12 +49,7 @@ DEFAULT_WRONG_KEY = "Invalid API key"
 MISSING_AUTH = "Missing or invalid Authorization header. Must be 'Bearer API_KEY'"
 
 
-@api.errorhandler(ApiError)
-def _render(error: ApiError) -> Response:
-    response = jsonify(detail=error.detail)
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
+api.register_error_handler(ApiError, render_api_error)
 
 
 def _store() -> FakeOmiStore:
@@ -63,7 +57,7 @@ def _store() -> FakeOmiStore:
     return store
 
 
-def _check_key(app_id: str, endpoint: str) -> None:
+def check_key(app_id: str, endpoint: str) -> None:
     header = request.headers.get("Authorization")
     if not header or not header.startswith("Bearer "):
         raise ApiError(401, MISSING_AUTH)
@@ -82,7 +76,7 @@ def _rate_limited(verdict: Verdict) -> ApiError:
 def _gate(app_id: str, uid: str, endpoint: str, action: str, policy: str | None = None) -> None:
     """Steps 2 to 4 of the module docstring, in OMI's order."""
     store = _store()
-    _check_key(app_id, endpoint)
+    check_key(app_id, endpoint)
     if policy is not None:
         verdict = store.rate_limits.take(policy, f"{app_id}:{uid}")
         if not verdict.allowed:
@@ -334,7 +328,18 @@ def send_notification(app_id: str) -> Any:
     checks.check()
     assert uid is not None and message is not None
     store = _store()
-    _check_key(app_id, "send_notification")
+    check_key(app_id, "send_notification")
+    headers = installed_and_within_limit(store, app_id, uid)
+    with store.lock:
+        store.notifications.setdefault(uid, []).append(message)
+    response = jsonify(status="Ok")
+    response.headers.update(headers)
+    return response
+
+
+def installed_and_within_limit(store: FakeOmiStore, app_id: str, uid: str) -> dict[str, str]:
+    """What both of OMI's notification endpoints check after the key: 404 for an unknown app, 403
+    when the user lacks the app, then the shared clock-hour limit. Returns the rate headers."""
     if app_id not in store.apps:
         raise ApiError(404, "App not found")
     if not store.is_enabled(uid, app_id):
@@ -346,14 +351,9 @@ def send_notification(app_id: str) -> Any:
         "X-RateLimit-Reset": str(verdict.reset),
     }
     if not verdict.allowed:
-        headers["Retry-After"] = str(verdict.reset)
         detail = f"Rate limit exceeded. Maximum {verdict.limit} notifications per hour."
-        raise ApiError(429, detail, headers)
-    with store.lock:
-        store.notifications.setdefault(uid, []).append(message)
-    response = jsonify(status="Ok")
-    response.headers.update(headers)
-    return response
+        raise ApiError(429, detail, {**headers, "Retry-After": str(verdict.reset)})
+    return headers
 
 
-__all__ = ["api", "iso_z", "parse_date", "without_nulls"]
+__all__ = ["api", "check_key", "installed_and_within_limit", "iso_z", "parse_date", "without_nulls"]

@@ -24,7 +24,8 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from werkzeug.wrappers import Response
 
 from ..request_signing import signed_headers
-from .request_checks import ApiError
+from .api_routes import check_key, installed_and_within_limit
+from .request_checks import ApiError, render_api_error
 from .store import FakeApp, FakeOmiStore
 
 chat = Blueprint("fake_chat", __name__)
@@ -154,12 +155,7 @@ def _assistant_text(name: str, answer: requests.Response) -> str:
 
 
 # -- chat messages: POST /v1/integrations/notification ------------------------------------------------
-@chat.errorhandler(ApiError)
-def _render(error: ApiError) -> Response:
-    response = jsonify(detail=error.detail)
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
+chat.register_error_handler(ApiError, render_api_error)
 
 
 @chat.post("/v1/integrations/notification")
@@ -176,29 +172,12 @@ def chat_message() -> Any:
     if not data.get("uid"):
         raise ApiError(400, "uid is required")
     uid, app_id = str(data["uid"]), str(data["aid"])
-    header = request.headers.get("Authorization")
-    if not header or not header.startswith("Bearer "):
-        raise ApiError(401, "Missing or invalid Authorization header. Must be 'Bearer API_KEY'")
-    if store.api_keys.get(header.replace("Bearer ", "")) != app_id:
-        raise ApiError(403, "Invalid API key")
-    app = store.apps.get(app_id)
-    if app is None:
-        raise ApiError(404, "App not found")
-    if not store.is_enabled(uid, app_id):
-        raise ApiError(403, "User does not have this app installed")
-    verdict = store.rate_limits.take_notification(app_id, uid)
-    headers = {
-        "X-RateLimit-Limit": str(verdict.limit),
-        "X-RateLimit-Remaining": str(verdict.remaining),
-        "X-RateLimit-Reset": str(verdict.reset),
-    }
-    if not verdict.allowed:
-        detail = f"Rate limit exceeded. Maximum {verdict.limit} notifications per hour."
-        raise ApiError(429, detail, {**headers, "Retry-After": str(verdict.reset)})
+    check_key(app_id, "send_app_notification")
+    headers = installed_and_within_limit(store, app_id, uid)
     if "message" not in data:  # OMI reads data['message'] unchecked: its unhandled 500
         return Response("Internal Server Error", status=500, mimetype="text/plain")
     message = str(data["message"])
-    settings = app.chat_messages or {}
+    settings = store.apps[app_id].chat_messages or {}
     with store.lock:
         if settings.get("enabled"):
             target = "main" if settings.get("target") == "main" else "app"

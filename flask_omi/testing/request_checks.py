@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from flask import request
+from flask import Response, jsonify, request
 
 
 class ApiError(Exception):
@@ -21,6 +21,14 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, detail)
         self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+def render_api_error(error: ApiError) -> Response:
+    """OMI's error body: ``{"detail": ...}`` with the status and headers."""
+    response = jsonify(detail=error.detail)
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}
