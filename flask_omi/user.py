@@ -131,20 +131,19 @@ def logout_omi_user() -> bool:
     Flask-Login bridge calling ``logout_user``) write into the fresh session.
     """
     uid = session.get(UID_KEY)
+    setattr(g, _G_USER, ANONYMOUS)
+    if uid is None:
+        return False  # nobody to sign out: the session is left as it is
     if current_app.config.get("OMI_LOGOUT_CLEAR_SESSION", True):
         # Only the fingerprints of used states stay, so that a replayed callback is still
         # reported as "reused"; they are one-way digests and sign nobody in.
         retired = session.get(RETIRED_KEY)
-        if session:
-            _regenerate_session_id()  # while non-empty: the old id is deleted from the store
+        _regenerate_session_id()  # while the session is non-empty: the old id leaves the store
         session.clear()
         if retired is not None:
             session[RETIRED_KEY] = retired
     else:
         session.pop(UID_KEY, None)
-    setattr(g, _G_USER, ANONYMOUS)
-    if uid is None:
-        return False
     logger.info("OMI sign-out: uid %s signed out", uid)
     omi_logged_out.send(current_app._get_current_object(), uid=uid)  # type: ignore[attr-defined]
     return True

@@ -116,6 +116,27 @@ def test_the_apps_own_logout_signs_out_of_omi_too() -> None:
     assert client.get("/members").status_code == 401
 
 
+def test_a_flask_login_only_user_signs_out_fully_and_a_signed_out_logout_changes_nothing() -> None:
+    app = create_app()
+
+    @app.post("/password-login")
+    def password_login() -> str:
+        from flask_login import login_user
+
+        login_user(User("pw-user"), remember=True)  # signed in without OMI
+        session["planted"] = "cart"
+        return "in"
+
+    client = app.test_client()
+    client.post("/password-login")
+    assert client.get_cookie("remember_token") is not None
+    client.post("/omi/logout")  # nobody is signed in with OMI: nothing changes
+    assert both(client) == {"omi": None, "flask_login": "pw-user", "planted": "cart"}
+    client.post("/app-logout")
+    assert client.get_cookie("remember_token") is None
+    assert both(client)["flask_login"] is None
+
+
 def test_a_user_flask_login_refuses_is_signed_in_to_neither() -> None:
     client = create_app().test_client()
     client.get(f"/omi/callback?uid=banned&state={start_login(client)}")
