@@ -64,8 +64,9 @@ minimum: $(STAMP) system-deps
 	$(BIN)/nox -s minimum --python $(PY_VERSION) -- -q $(PYTEST_ARGS)
 
 # Every Python from 3.10 the machine has, newest and lowest dependencies (not part of make test).
+# With pyenv, every installed version is made visible to nox as python3.X.
 matrix: $(STAMP) system-deps
-	$(BIN)/nox
+	PYENV_VERSION="$$(pyenv versions --bare 2>/dev/null | tr '\n' ':')" $(BIN)/nox
 
 test: lint typecheck docs suite minimum
 
