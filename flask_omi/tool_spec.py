@@ -154,7 +154,7 @@ def describe(
         raise TypeError(
             f"tool {tool_name}: a {method} tool gets its arguments as a query string, not objects"
         )
-    text = description if description is not None else (inspect.getdoc(func) or "")
+    text = description if description is not None else _unwrap(inspect.getdoc(func) or "")
     return ToolSpec(
         name=tool_name,
         description=text.strip(),
@@ -166,6 +166,12 @@ def describe(
         func=func,
         is_async=inspect.iscoroutinefunction(func),
     )
+
+
+def _unwrap(docstring: str) -> str:
+    """A docstring as the model reads it best: wrapped lines joined, paragraphs kept."""
+    paragraphs = docstring.split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines() if line.strip()) for p in paragraphs)
 
 
 def _param(tool: str, parameter: inspect.Parameter, hint: Any) -> Param:

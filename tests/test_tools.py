@@ -44,7 +44,8 @@ def build(**config: Any) -> Flask:
     def search_notes(
         uid: str, query: Annotated[str, "Words to look for"], limit: Annotated[int, "At most this many"] = 3
     ) -> str:
-        """Search the notes this person keeps in the app."""
+        """Search the notes this person
+        keeps in the app."""
         return f"{uid}: {limit} notes about {query}"
 
     @tools.tool(method="GET", requires_sign_in=True)
