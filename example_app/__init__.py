@@ -106,8 +106,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.post("/memories")
     @omi_login_required
     def add_memory() -> Response:
-        if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
-            abort(400, "The form expired; please reload the page.")
+        require_csrf_token()
         content = request.form.get("content", "").strip()[:500]
         if content:
             try:
@@ -120,8 +119,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.post("/notes")
     @omi_login_required
     def add_note() -> Response:
-        if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
-            abort(400, "The form expired; please reload the page.")
+        require_csrf_token()
         text = request.form.get("note", "").strip()[:500]
         if text:
             setups.add_note(current_omi_user.uid, text)
@@ -137,8 +135,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if linked_uid is not None and linked_uid != uid:
             abort(403, "This set-up link is for another OMI account. Sign out, then sign in as that account.")
         if request.method == "POST":
-            if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
-                abort(400, "The form expired; please reload the page.")
+            require_csrf_token()
             name = request.form.get("display_name", "").strip()[:60]
             if not name:
                 return render_template(
@@ -156,6 +153,12 @@ class ExampleUser:
     uid: str
     is_authenticated: bool = True
     is_anonymous: bool = False
+
+
+def require_csrf_token() -> None:
+    """Refuse a form POST without this session's token (400)."""
+    if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
+        abort(400, "The form expired; please reload the page.")
 
 
 def csrf_token() -> str:

@@ -12,13 +12,13 @@ import os
 import secrets
 from urllib.parse import urlencode
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from flask_omi import current_omi_user, omi_login_required
 from flask_omi.testing import FakeOmi
 
-from . import create_app, csrf_token
+from . import create_app, require_csrf_token
 
 DEMO_APP_ID = "example-app"
 DEMO_UID = "fake-user-1"
@@ -62,8 +62,7 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
     @omi_login_required
     def demo_send_conversation() -> Response:
         """Demo only: ask the fake OMI to post a conversation to this app's webhook, signed."""
-        if not secrets.compare_digest(request.form.get("csrf_token", ""), csrf_token()):
-            abort(400, "The form expired; please reload the page.")
+        require_csrf_token()
         topic = secrets.choice(["the weekend hike", "a book club pick", "the garden plan", "a recipe swap"])
         conversation = fake.make_conversation(f"Talked about {topic}")
         fake.trigger(DEMO_APP_ID, current_omi_user.uid, conversation)
