@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .validation import ascii_int
+
 INJECTED = frozenset({"uid", "geolocation", "user"})
 #: OMI registers a tool as ``{app_id}_{name}`` with the language model, whose tool names allow these.
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -253,10 +255,8 @@ def _string(name: str) -> Callable[[Any, bool], Any]:
 
 def _integer(name: str) -> Callable[[Any, bool], Any]:
     def convert(value: Any, from_query: bool) -> Any:
-        if from_query and isinstance(value, str):
-            digits = value[1:] if value.startswith("-") else value
-            if digits.isascii() and digits.isdigit() and len(digits) <= 18:
-                return int(value)
+        if from_query and isinstance(value, str) and (parsed := ascii_int(value)) is not None:
+            return parsed
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise ToolCallError(f"{name!r} must be a whole number.")

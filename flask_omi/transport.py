@@ -41,6 +41,7 @@ from .errors import (
     OmiTransportError,
     OmiValidationError,
 )
+from .validation import ascii_int
 
 logger = logging.getLogger("flask_omi.api")
 
@@ -99,11 +100,7 @@ def header_int(raw: str | None) -> int | None:
     """An integer header such as ``X-RateLimit-Remaining``; None unless it is plain ASCII digits."""
     if raw is None:
         return None
-    text = raw.strip()
-    digits = text[1:] if text.startswith("-") else text
-    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 18:
-        return None
-    return int(text)
+    return ascii_int(raw.strip())
 
 
 def redact(value: Any, secret: str) -> Any:

@@ -33,6 +33,13 @@ def is_ascii_digits(text: str, max_length: int) -> bool:
     return 0 < len(text) <= max_length and text.isascii() and text.isdigit()
 
 
+def ascii_int(text: str, max_digits: int = 18) -> int | None:
+    """``text`` as an int if it is an optional ``-`` then plain ``0-9`` digits, else None. The digit
+    bound keeps a hostile header or query value from costing a long ``int()`` conversion."""
+    digits = text[1:] if text.startswith("-") else text
+    return int(text) if is_ascii_digits(digits, max_digits) else None
+
+
 def safe_next_path(target: object) -> str | None:
     """Return ``target`` if a browser would resolve it to a path on this same origin, else None.
 
