@@ -16,8 +16,8 @@ from flask import Flask, jsonify, request
 from werkzeug.test import EnvironBuilder
 
 from flask_omi import OmiTools, OmiWebhooks
-from flask_omi.request_signing import signed_headers
-from flask_omi.signing import signature_header
+from flask_omi.inbound.request_signing import signed_headers
+from flask_omi.inbound.signing import signature_header
 
 from .harness import Browser, interleaved
 

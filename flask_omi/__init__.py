@@ -9,9 +9,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .blueprint import OmiBlueprint, omi_bp
-from .client import OmiClient, omi_client
+from .client import OmiClient
 from .decorators import omi_login_required
-from .dedup import DeliveryLedger, MemoryDeliveryLedger, RedisDeliveryLedger
 from .errors import (
     OmiApiError,
     OmiAppNotEnabled,
@@ -40,12 +39,8 @@ from .errors import (
     WebhookPayloadError,
     WebhookSignatureError,
 )
-from .registry import MemoryStateRegistry, RedisStateRegistry, StateRegistry
-from .signals import omi_logged_in, omi_logged_out, omi_login_failed
-from .tool_spec import ToolError
-from .tools import OmiTools, omi_tools
-from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
-from .webhook_payloads import (
+from .extension import omi_client
+from .inbound.payloads import (
     AudioChunk,
     ConversationCreated,
     Notify,
@@ -53,7 +48,19 @@ from .webhook_payloads import (
     TranscriptBatch,
     TranscriptSegment,
 )
-from .webhooks import OmiWebhooks, omi_webhooks
+from .inbound.tool_spec import ToolError
+from .inbound.tools import OmiTools, omi_tools
+from .inbound.webhooks import OmiWebhooks, omi_webhooks
+from .signals import omi_logged_in, omi_logged_out, omi_login_failed
+from .stores import (
+    DeliveryLedger,
+    MemoryDeliveryLedger,
+    MemoryStateRegistry,
+    RedisDeliveryLedger,
+    RedisStateRegistry,
+    StateRegistry,
+)
+from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
 
 try:
     __version__ = version("flask-omi")

@@ -10,7 +10,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from . import views
 from ._registration import HandlersBeforeRegistration
 from .cli import register_commands
-from .config import apply_defaults, check_config
+from .config import check_sign_in_config, set_up
 from .errors import OmiCallbackError
 from .extension import (
     OmiExtension,
@@ -32,7 +32,8 @@ U = TypeVar("U", bound=UnauthorizedHandler)
 class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
     """Sign in with OMI as a blueprint: registering it is the whole set-up.
 
-    Registration applies the ``OMI_*`` config defaults, checks ``OMI_APP_ID`` and ``SECRET_KEY``,
+    Registration applies the ``OMI_*`` config defaults, checks every ``OMI_*`` value and that
+    ``OMI_APP_ID`` and ``SECRET_KEY`` are set,
     records the app's state in ``app.extensions["omi"]``, renders callback errors app-wide and exposes
     ``current_omi_user`` to templates. The decorators below register the app's callbacks.
     """
@@ -53,8 +54,8 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
     def _set_up_app(self, state: BlueprintSetupState) -> None:
         self._close_handlers()
         app = state.app
-        apply_defaults(app)
-        check_config(app)
+        set_up(app)
+        check_sign_in_config(app)
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
         app.extensions["omi"] = OmiExtension(handlers=self.handlers, endpoint_prefix=prefix)
 

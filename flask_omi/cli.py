@@ -6,37 +6,13 @@ the blueprint is registered.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import click
-from flask import current_app, url_for
+from flask import current_app
 from flask.cli import with_appcontext
 
+from .app_urls import external_urls
 from .checks import check_settings
-from .extension import get_extension
 from .state import new_state
-from .webhooks import TRIGGER_ENDPOINTS
-
-
-def external_urls(base_url: str) -> dict[str, str]:
-    """The URLs to paste into OMI's developer settings, as this app generates them."""
-    ext = get_extension()
-    parts = urlsplit(base_url)
-    with current_app.test_request_context("/", base_url=f"{parts.scheme}://{parts.netloc}{parts.path}"):
-        urls = {
-            "App Home URL": url_for(ext.endpoint("callback"), _external=True),
-            "Setup completed URL": url_for(ext.endpoint("setup_completed"), _external=True),
-        }
-        tools = current_app.extensions.get("omi_tools")
-        if tools is not None:
-            urls["Chat tools manifest URL"] = url_for(f"{tools.endpoint_prefix}.manifest", _external=True)
-        webhooks = current_app.extensions.get("omi_webhooks")
-        if webhooks is not None:
-            for trigger, endpoint in TRIGGER_ENDPOINTS.items():
-                urls[f"Webhook URL ({trigger})"] = url_for(
-                    f"{webhooks.endpoint_prefix}.{endpoint}", _external=True
-                )
-        return urls
 
 
 def register_commands(cli: click.Group) -> None:
@@ -55,9 +31,10 @@ def register_commands(cli: click.Group) -> None:
                 raise click.UsageError("pass --base-url (or set SERVER_NAME) so the URLs can be built")
             base_url = f"{config.get('PREFERRED_URL_SCHEME', 'http')}://{config['SERVER_NAME']}"
         click.echo(f"OMI app id: {config['OMI_APP_ID']}")
-        for name, url in external_urls(base_url).items():
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        for name, url in external_urls(app, base_url).items():
             click.echo(f"{name}: {url}")
-        findings = check_settings(current_app._get_current_object(), base_url, behind_proxy)  # type: ignore[attr-defined]
+        findings = check_settings(app, base_url, behind_proxy)
         # One stream, one prefix: a finding is never separated from the verdict below it.
         for finding in findings:
             click.echo(f"warning: {'(must fix) ' if finding.fatal else ''}{finding.message}")

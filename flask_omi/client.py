@@ -1,23 +1,22 @@
 """``OmiClient``: act for a user through OMI's app API, with the app's secret key.
 
-Framework-neutral; :func:`omi_client` returns the Flask app's shared client. One method per
+Framework-neutral: it imports no Flask (``flask_omi.omi_client()`` returns a Flask app's shared
+client, built from its settings by :mod:`flask_omi.extension`). One method per
 endpoint, named after what it does; ``iter_*`` page through everything with bounded page sizes.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
 import requests
-from flask import current_app
 from requests.adapters import HTTPAdapter
 
+from .config import DEFAULTS
 from .errors import OmiAppNotEnabled, OmiConfigError, OmiPermissionError, OmiTransportError
-from .extension import get_extension
 from .models import (
     Conversation,
     ConversationSearch,
@@ -29,9 +28,9 @@ from .models import (
     date_param,
     iso_datetime,
 )
-from .transport import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, Transport, header_int
+from .transport import RetryPolicy, Transport, header_int
 
-DEFAULT_BASE_URL = "https://api.omi.me"
+DEFAULT_BASE_URL: str = DEFAULTS["OMI_API_BASE"]
 MAX_PAGE_SIZE = 1000
 #: Upper bound on pages an ``iter_*`` call fetches, so a misbehaving server cannot loop it forever.
 MAX_PAGES = 10_000
@@ -48,11 +47,11 @@ class OmiClient:
         api_key: str,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 10.0,
-        write_timeout: float = 60.0,
-        max_attempts: int = 3,
-        deadline: float = 30.0,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        timeout: float = DEFAULTS["OMI_API_TIMEOUT"],
+        write_timeout: float = DEFAULTS["OMI_API_WRITE_TIMEOUT"],
+        max_attempts: int = DEFAULTS["OMI_API_MAX_ATTEMPTS"],
+        deadline: float = DEFAULTS["OMI_API_DEADLINE"],
+        max_response_bytes: int = DEFAULTS["OMI_API_MAX_RESPONSE_BYTES"],
         session: requests.Session | None = None,
     ) -> None:
         if not app_id or not api_key:
@@ -366,33 +365,3 @@ def _paged(fetch: Any, page_size: int) -> Iterator[Any]:
         yield from items
         if len(items) < page_size:
             return
-
-
-_client_lock = threading.Lock()
-
-
-def omi_client() -> OmiClient:
-    """The current app's client, built once from ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``."""
-    ext = get_extension()
-    client = ext.client
-    if client is None:
-        with _client_lock:
-            client = ext.client
-            if client is None:
-                client = ext.client = build_client(current_app.config)
-    return client
-
-
-def build_client(config: Any) -> OmiClient:
-    if not config.get("OMI_API_KEY"):
-        raise OmiConfigError("OMI_API_KEY is not set: copy the app's secret key (sk_...) from OMI.")
-    return OmiClient(
-        config["OMI_APP_ID"],
-        config["OMI_API_KEY"],
-        base_url=config["OMI_API_BASE"],
-        timeout=float(config["OMI_API_TIMEOUT"]),
-        write_timeout=float(config["OMI_API_WRITE_TIMEOUT"]),
-        max_attempts=int(config["OMI_API_MAX_ATTEMPTS"]),
-        deadline=float(config["OMI_API_DEADLINE"]),
-        max_response_bytes=int(config["OMI_API_MAX_RESPONSE_BYTES"]),
-    )

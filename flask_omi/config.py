@@ -1,21 +1,29 @@
-"""Configuration keys, their defaults, and the start-up check.
+"""Every ``OMI_*`` key: its default, and the start-up check that names a bad one.
 
-Every key starts with ``OMI_``. Defaults are applied with ``setdefault`` when the blueprint is
-registered, so values an app sets before or after registration both win over them.
+This is the one place a default is written. The client, the signature checks and the receivers
+import theirs from here, so a default can never differ between the Flask setting and the plain
+Python API. Defaults are applied with ``setdefault`` when a flask-omi blueprint is registered, so
+values an app sets before or after registration both win over them. Imports no Flask.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask.sansio.app import App
+import difflib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import OmiConfigError
-from .registry import resolve_registry
+from .stores import resolve_store
+
+if TYPE_CHECKING:
+    from flask.sansio.app import App
+
+MIB = 1024 * 1024
 
 DEFAULTS: dict[str, Any] = {
+    # sign-in
     "OMI_APP_ID": None,
-    "OMI_API_BASE": "https://api.omi.me",
     "OMI_STATE_MAX_AGE": 600,
     "OMI_MAX_PENDING_SIGNINS": 5,
     "OMI_LOGIN_REDIRECT": "/",
@@ -23,23 +31,40 @@ DEFAULTS: dict[str, Any] = {
     "OMI_LOGOUT_ALLOW_GET": False,
     "OMI_LOGOUT_CLEAR_SESSION": True,
     "OMI_STATE_REGISTRY": None,
+    "OMI_VERIFY_UID": False,
+    "OMI_VERIFY_TIMEOUT": 5.0,
+    # the API client
+    "OMI_API_BASE": "https://api.omi.me",
     "OMI_API_KEY": None,
     "OMI_API_TIMEOUT": 10.0,
     "OMI_API_WRITE_TIMEOUT": 60.0,
     "OMI_API_MAX_ATTEMPTS": 3,
     "OMI_API_DEADLINE": 30.0,
-    "OMI_API_MAX_RESPONSE_BYTES": 32 * 1024 * 1024,
-    "OMI_VERIFY_UID": False,
-    "OMI_VERIFY_TIMEOUT": 5.0,
+    "OMI_API_MAX_RESPONSE_BYTES": 32 * MIB,
+    # webhooks
     "OMI_WEBHOOK_SECRET": None,
-    "OMI_WEBHOOK_MAX_BYTES": 5 * 1024 * 1024,
+    "OMI_WEBHOOK_MAX_BYTES": 5 * MIB,
     "OMI_WEBHOOK_TOLERANCE": 300,
     "OMI_WEBHOOK_DEDUP": True,
     "OMI_WEBHOOK_DEDUP_TTL": 86400,
+    # chat tools
     "OMI_TOOLS_SECRET": None,
-    "OMI_TOOLS_MAX_BYTES": 1024 * 1024,
+    "OMI_TOOLS_MAX_BYTES": 1 * MIB,
     "OMI_TOOLS_DEDUP": True,
 }
+
+#: Where each setting that takes a store keeps its keys in Redis, and what an in-process store does
+#: when full: replay guards refuse (never forget a live key), de-duplication forgets the oldest.
+STORE_SETTINGS: dict[str, dict[str, Any]] = {
+    "OMI_STATE_REGISTRY": {"prefix": "omi:state:", "when_full": "refuse", "max_entries": 100_000},
+    "OMI_WEBHOOK_DEDUP": {"prefix": "omi:delivery:", "when_full": "forget_oldest", "max_entries": 10_000},
+    "OMI_TOOLS_DEDUP": {"prefix": "omi:tool-call:", "when_full": "refuse", "max_entries": 100_000},
+}
+
+
+def store_for(config: Mapping[str, Any], key: str) -> Any:
+    """The store ``config[key]`` names, per the :mod:`flask_omi.stores` convention."""
+    return resolve_store(key, config[key], **STORE_SETTINGS[key])
 
 
 def apply_defaults(app: App) -> None:
@@ -47,8 +72,76 @@ def apply_defaults(app: App) -> None:
         app.config.setdefault(key, value)
 
 
+# -- the check -------------------------------------------------------------------------------------
+def _positive_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
+def _positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value > 0
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value != "")
+
+
+def _redirect_target(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    return (value.startswith("/") and not value.startswith("//")) or _http_url(value)
+
+
+def _http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query and not parts.fragment
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "OMI_APP_ID": (_text_or_none, "the app id from OMI's developer settings (text)"),
+    "OMI_STATE_MAX_AGE": (_positive_number, "a positive number of seconds"),
+    "OMI_MAX_PENDING_SIGNINS": (_positive_int, "a positive whole number"),
+    "OMI_LOGIN_REDIRECT": (_redirect_target, "a path on this site such as '/', or an http(s) URL"),
+    "OMI_LOGOUT_REDIRECT": (_redirect_target, "a path on this site such as '/', or an http(s) URL"),
+    "OMI_LOGOUT_ALLOW_GET": (lambda v: isinstance(v, bool), "True or False"),
+    "OMI_LOGOUT_CLEAR_SESSION": (lambda v: isinstance(v, bool), "True or False"),
+    "OMI_VERIFY_UID": (lambda v: isinstance(v, bool), "True or False"),
+    "OMI_VERIFY_TIMEOUT": (_positive_number, "a positive number of seconds"),
+    "OMI_API_BASE": (_http_url, "an http(s) URL with no query or fragment, such as https://api.omi.me"),
+    "OMI_API_KEY": (_text_or_none, "the app's secret key from OMI (sk_...)"),
+    "OMI_API_TIMEOUT": (_positive_number, "a positive number of seconds"),
+    "OMI_API_WRITE_TIMEOUT": (_positive_number, "a positive number of seconds"),
+    "OMI_API_MAX_ATTEMPTS": (_positive_int, "a positive whole number"),
+    "OMI_API_DEADLINE": (_positive_number, "a positive number of seconds"),
+    "OMI_API_MAX_RESPONSE_BYTES": (_positive_int, "a positive whole number of bytes"),
+    "OMI_WEBHOOK_SECRET": (_text_or_none, "the app's signing secret from OMI (whsec_...) or None"),
+    "OMI_WEBHOOK_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
+    "OMI_WEBHOOK_TOLERANCE": (_positive_number, "a positive number of seconds"),
+    "OMI_WEBHOOK_DEDUP_TTL": (_positive_int, "a positive whole number of seconds"),
+    "OMI_TOOLS_SECRET": (_text_or_none, "the app's signing secret from OMI (whsec_...) or None"),
+    "OMI_TOOLS_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
+}
+
+
 def check_config(app: App) -> None:
-    """Fail at start-up, not at the first sign-in, when the app cannot possibly work."""
+    """Every ``OMI_*`` value, checked when a flask-omi blueprint is registered: a bad one fails at
+    start-up with its key's name, not as a 500 on the first request that reads it."""
+    config = app.config
+    for key in config:
+        if key.startswith("OMI_") and key not in DEFAULTS:
+            close = difflib.get_close_matches(key, DEFAULTS, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise OmiConfigError(f"{key} is not a flask-omi setting.{hint}")
+    for key, (valid, what) in _RULES.items():
+        if not valid(config[key]):
+            raise OmiConfigError(f"{key} must be {what}, not {config[key]!r}.")
+    for key in STORE_SETTINGS:
+        store_for(config, key)  # raises OmiConfigError naming the key when unusable
+
+
+def check_sign_in_config(app: App) -> None:
+    """What sign-in needs besides valid values."""
     if not app.config.get("OMI_APP_ID"):
         raise OmiConfigError(
             "flask-omi needs OMI_APP_ID: set app.config['OMI_APP_ID'] to the app id shown in "
@@ -64,15 +157,9 @@ def check_config(app: App) -> None:
             "OMI_VERIFY_UID asks OMI whether each uid enabled the app, which needs OMI_API_KEY "
             "(the app's secret key from OMI's developer settings)."
         )
-    resolve_registry(app.config["OMI_STATE_REGISTRY"])  # raises OmiConfigError when unusable
-    numbers = (
-        "OMI_STATE_MAX_AGE",
-        "OMI_MAX_PENDING_SIGNINS",
-        "OMI_API_TIMEOUT",
-        "OMI_API_WRITE_TIMEOUT",
-        "OMI_API_MAX_ATTEMPTS",
-    )
-    for key in (*numbers, "OMI_API_DEADLINE", "OMI_VERIFY_TIMEOUT", "OMI_API_MAX_RESPONSE_BYTES"):
-        value = app.config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise OmiConfigError(f"{key} must be a positive number, not {value!r}.")
+
+
+def set_up(app: App) -> None:
+    """What every flask-omi blueprint does to the app's config when it is registered."""
+    apply_defaults(app)
+    check_config(app)

@@ -185,10 +185,11 @@ class OmiTransportError(OmiApiError):
     error_code = "omi_transport_error"
 
 
-class OmiWebhookError(OmiError):
-    """A webhook request was refused before its handler ran; answered as JSON with ``status``."""
+class OmiInboundError(OmiError):
+    """A request from OMI (a webhook delivery or a chat-tool call) was refused before any of the
+    app's code ran; answered as JSON with ``status`` and the stable ``error_code``."""
 
-    error_code = "webhook_error"
+    error_code = "inbound_error"
     status = 400
 
     def __init__(self, error_code: str, description: str, status: int | None = None) -> None:
@@ -198,11 +199,18 @@ class OmiWebhookError(OmiError):
             self.status = status
 
 
-class WebhookSignatureError(OmiWebhookError):
+class InboundSignatureError(OmiInboundError):
     """``X-Omi-Signature`` missing, malformed, stale or wrong (401)."""
 
     status = 401
 
 
-class WebhookPayloadError(OmiWebhookError):
-    """The body or query is not what OMI sends for this kind of webhook (400, or 413 when too big)."""
+class InboundPayloadError(OmiInboundError):
+    """The body, query or headers are not what OMI sends for this endpoint (400, or 413 when too
+    big)."""
+
+
+#: The names of 0.2, which predate chat tools: the same classes, kept for code that catches them.
+OmiWebhookError = OmiInboundError
+WebhookSignatureError = InboundSignatureError
+WebhookPayloadError = InboundPayloadError

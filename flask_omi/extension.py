@@ -1,11 +1,13 @@
-"""The per-app record that flask-omi keeps in ``app.extensions["omi"]``.
+"""The per-app record that flask-omi keeps in ``app.extensions["omi"]``, and the app's API client.
 
 It holds the app's callbacks and the blueprint's registered name, never the app itself, so one
-blueprint object can serve several apps (as in an app factory under test).
+blueprint object can serve several apps (as in an app factory under test). This is the Flask side
+of the client: :mod:`flask_omi.client` itself imports no Flask.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from .client import OmiClient
+from .config import store_for
 from .errors import OmiConfigError
+from .stores import KeyStore
 
 if TYPE_CHECKING:
-    from .client import OmiClient
+    from collections.abc import Mapping
 
 UserLoader = Callable[[str], Any]
 UidVerifier = Callable[[str], Any]
@@ -43,6 +48,17 @@ class OmiExtension:
     clock: Callable[[], float] = time.time
     #: The app's API client, built on first use by ``omi_client()``.
     client: OmiClient | None = None
+    #: ``OMI_STATE_REGISTRY``'s value and the store made of it, made again only when it changes
+    #: (the setting may be given after the blueprint is registered).
+    _state_store: tuple[object, KeyStore | None] = field(default=(None, None), repr=False)
+
+    def state_store(self, config: Mapping[str, Any]) -> KeyStore | None:
+        value = config["OMI_STATE_REGISTRY"]
+        known, store = self._state_store
+        if value is not known:
+            store = store_for(config, "OMI_STATE_REGISTRY")
+            self._state_store = (value, store)
+        return store
 
     def endpoint(self, name: str) -> str:
         return f"{self.endpoint_prefix}.{name}"
@@ -57,3 +73,34 @@ def get_extension(app: Flask | None = None) -> OmiExtension:
             "flask-omi is not set up on this app: call app.register_blueprint(omi_bp) first."
         ) from None
     return ext
+
+
+_client_lock = threading.Lock()
+
+
+def omi_client() -> OmiClient:
+    """The current app's client, built once from ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``."""
+    ext = get_extension()
+    client = ext.client
+    if client is None:
+        with _client_lock:
+            client = ext.client
+            if client is None:
+                client = ext.client = build_client(current_app.config)
+    return client
+
+
+def build_client(config: Mapping[str, Any]) -> OmiClient:
+    """An :class:`OmiClient` made from an app's ``OMI_*`` settings."""
+    if not config.get("OMI_API_KEY"):
+        raise OmiConfigError("OMI_API_KEY is not set: copy the app's secret key (sk_...) from OMI.")
+    return OmiClient(
+        config["OMI_APP_ID"],
+        config["OMI_API_KEY"],
+        base_url=config["OMI_API_BASE"],
+        timeout=float(config["OMI_API_TIMEOUT"]),
+        write_timeout=float(config["OMI_API_WRITE_TIMEOUT"]),
+        max_attempts=int(config["OMI_API_MAX_ATTEMPTS"]),
+        deadline=float(config["OMI_API_DEADLINE"]),
+        max_response_bytes=int(config["OMI_API_MAX_RESPONSE_BYTES"]),
+    )

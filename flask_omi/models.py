@@ -1,13 +1,18 @@
-"""Shapes of what OMI's API returns, as TypedDicts.
+"""Shapes of what OMI's API returns to :class:`~flask_omi.OmiClient`, as TypedDicts.
 
 They describe the fields OMI documents; the dicts keep every field OMI sends, known or not, so
 nothing is lost when OMI adds one. All fields are optional because OMI omits some on older records.
+The two shapes that webhooks carry too end in ``Dict`` here; the webhook side has typed objects of
+the same names without it (:class:`flask_omi.TranscriptSegment`, :class:`flask_omi.Structured`).
+Imports no Flask.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any, TypedDict
+
+from ._moved import moved
 
 
 class Memory(TypedDict, total=False):
@@ -33,7 +38,9 @@ class NewMemory(TypedDict, total=False):
     artifact_ref: dict[str, Any]
 
 
-class TranscriptSegment(TypedDict, total=False):
+class TranscriptSegmentDict(TypedDict, total=False):
+    """One piece of a conversation's transcript, as the API returns it."""
+
     text: str
     speaker: str
     is_user: bool
@@ -42,7 +49,9 @@ class TranscriptSegment(TypedDict, total=False):
     end: float
 
 
-class Structured(TypedDict, total=False):
+class StructuredDict(TypedDict, total=False):
+    """OMI's summary of a conversation, as the API returns it."""
+
     title: str
     overview: str
     emoji: str
@@ -62,8 +71,8 @@ class Conversation(TypedDict, total=False):
     started_at: str
     finished_at: str
     source: str
-    structured: Structured
-    transcript_segments: list[TranscriptSegment]
+    structured: StructuredDict
+    transcript_segments: list[TranscriptSegmentDict]
     language: str
     geolocation: Geolocation
     status: str
@@ -112,3 +121,9 @@ def date_param(value: date | datetime | str | None, name: str) -> str | None:
     if isinstance(value, datetime):
         return iso_datetime(value, name)
     return value.isoformat()
+
+
+#: The TypedDicts' names of 0.2, kept for one release.
+__getattr__ = moved(
+    __name__, __name__, {"TranscriptSegment": "TranscriptSegmentDict", "Structured": "StructuredDict"}
+)

@@ -30,6 +30,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from .config import DEFAULTS
 from .errors import (
     OmiApiError,
     OmiAppNotEnabled,
@@ -52,7 +53,7 @@ NOT_ENABLED_DETAILS = frozenset({"App is not enabled for this user", "User does 
 #: Every missing-capability answer in backend/routers/integration.py starts with this.
 CAPABILITY_DETAIL_PREFIX = "App does not have the capability to "
 #: Default bound on a response body: OMI's largest pages are far below it.
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES: int = DEFAULTS["OMI_API_MAX_RESPONSE_BYTES"]
 REDACTED = "[redacted]"
 _CHUNK = 64 * 1024
 

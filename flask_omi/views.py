@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 from flask import Response, current_app, jsonify, redirect, render_template, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
-from .client import omi_client
 from .errors import (
     OmiApiError,
     OmiCallbackError,
@@ -21,11 +20,11 @@ from .errors import (
     UidRejected,
     UidVerificationUnavailable,
 )
-from .extension import get_extension
-from .registry import registry_key, resolve_registry
+from .extension import get_extension, omi_client
 from .responses import json_error, login_url, no_frames, no_store
 from .signals import omi_login_failed
 from .state import PendingSignIns
+from .stores import hashed_key
 from .user import UID_KEY, login_omi_user, logout_omi_user
 from .validation import is_valid_uid, safe_next_path
 
@@ -96,14 +95,14 @@ def _claim_once(state: str | None) -> None:
     """With ``OMI_STATE_REGISTRY``, the first callback to claim a state wins; every other one,
     concurrent or replayed with an old cookie, on any instance, is refused as reused."""
     config = current_app.config
-    registry = resolve_registry(config["OMI_STATE_REGISTRY"])
+    registry = get_extension().state_store(config)
     if registry is None or state is None:
         return
     # The session already refuses the state once it is older than OMI_STATE_MAX_AGE; the claim
     # outlives that by a minute, for clocks that differ between instances.
     ttl = int(float(config["OMI_STATE_MAX_AGE"])) + 60
     try:
-        first = registry.claim(registry_key(state), ttl)
+        first = registry.claim(hashed_key(state), ttl) == "new"
     except Exception:
         logger.exception("OMI sign-in: the used-state registry failed; refusing the sign-in")
         raise StateCheckUnavailable() from None

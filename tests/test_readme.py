@@ -132,7 +132,7 @@ class Note:
 """,
         """
 import json
-from flask_omi.request_signing import signed_headers
+from flask_omi.inbound.request_signing import signed_headers
 client = app.test_client()
 manifest = client.get("/.well-known/omi-tools.json").json
 assert manifest["tools"][0]["endpoint"] == "/omi/tools/search_notes", manifest
@@ -168,7 +168,7 @@ def store(*args):
 """,
         """
 import json
-from flask_omi.signing import signature_header
+from flask_omi.inbound.signing import signature_header
 body = json.dumps({"id": "c1", "structured": {"title": "Standup"}, "transcript_segments": [{"text": "hi"}]}).encode()
 headers = {"X-Omi-Signature": signature_header("whsec_...", "u1", body)}
 answer = app.test_client().post("/omi/webhooks/conversation?uid=u1", data=body, headers=headers)

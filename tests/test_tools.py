@@ -15,9 +15,9 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from flask_omi import OmiBlueprint, OmiConfigError, OmiTools, ToolError
-from flask_omi.request_signing import signed_headers
+from flask_omi.inbound.request_signing import signed_headers
+from flask_omi.inbound.tool_spec import ToolCallError, describe
 from flask_omi.testing import FakeOmi, LiveApp
-from flask_omi.tool_spec import ToolCallError, describe
 
 from .conftest import cli_streams
 

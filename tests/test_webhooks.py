@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_omi import AudioChunk, ConversationCreated, OmiWebhooks, TranscriptBatch, WebhookSignatureError
-from flask_omi.signing import signature_header, verify_signature
+from flask_omi.inbound.signing import signature_header, verify_signature
 from flask_omi.testing import FakeOmi, LiveServer, send_webhook, webhook_url
 
 SECRET = "whsec_test_secret_0123456789"

@@ -23,7 +23,7 @@ import requests
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ..request_signing import signed_headers
+from ..inbound.request_signing import signed_headers
 from .api_routes import check_key, installed_and_within_limit
 from .request_checks import ApiError, render_api_error
 from .store import FakeApp, FakeOmiStore

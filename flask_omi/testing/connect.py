@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from ..cli import external_urls
+from ..app_urls import APP_HOME_URL, MANIFEST_URL, SETUP_COMPLETED_URL, external_urls, webhook_field
 from ..extension import get_extension
 from .store import FakeApp, FakeOmiStore
 
@@ -28,8 +28,7 @@ class LiveApp:
 
 def app_urls(app: Flask, base_url: str) -> dict[str, str]:
     """The URLs the app would give OMI when served at ``base_url``."""
-    with app.app_context():
-        return external_urls(base_url)
+    return external_urls(app, base_url)
 
 
 def register_app_in_fake(
@@ -43,10 +42,10 @@ def register_app_in_fake(
     Returns the fake's record and the key.
     """
     urls = app_urls(app, base_url)
-    webhook = urls.get("Webhook URL (memory_creation)")
+    webhook = urls.get(webhook_field("memory_creation"))
     settings: dict[str, object] = {
-        "app_home_url": urls["App Home URL"],
-        "setup_completed_url": urls["Setup completed URL"],
+        "app_home_url": urls[APP_HOME_URL],
+        "setup_completed_url": urls[SETUP_COMPLETED_URL],
         "api_key": app.config.get("OMI_API_KEY"),
     }
     if webhook is not None:
@@ -55,7 +54,7 @@ def register_app_in_fake(
             triggers_on="memory_creation",
             webhook_secret=app.config.get("OMI_WEBHOOK_SECRET"),
         )
-    manifest = urls.get("Chat tools manifest URL")
+    manifest = urls.get(MANIFEST_URL)
     if manifest is not None:
         settings.update(chat_tools_manifest_url=manifest, tools_secret=app.config.get("OMI_TOOLS_SECRET"))
     settings.update(options)

@@ -19,12 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from flask import Flask, Response, request
 
+from ..inbound.protocol import TRIGGERS
 from .api_routes import api
 from .chat import ToolCall, call_tool, chat, fetch_tools, take_transcript_answer
 from .oauth_routes import ID_TOKEN_PREFIX, oauth
 from .server import LiveServer
 from .store import FakeApp, FakeOmiStore
-from .webhook_sender import TRIGGERS, Delivery, deliver_webhook
+from .webhook_sender import Delivery, deliver_webhook
 
 _STATE_IN_PAGE = re.compile(r'const state = "([^"]*)";')
 

@@ -24,11 +24,10 @@ from typing import Any
 
 import requests
 
-from ..signing import DELIVERY_HEADER, EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
-from ..webhooks import TRIGGER_ENDPOINTS
+from ..inbound.protocol import DELIVERY_HEADER, EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGERS
+from ..inbound.signing import signature_header
 
 #: OMI's trigger names.
-TRIGGERS = tuple(TRIGGER_ENDPOINTS)
 #: ``X-Omi-Event`` for each trigger.
 EVENT_NAMES = {
     "memory_creation": "memory_created",

@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_omi import OmiWebhooks
-from flask_omi.signing import signature_header
+from flask_omi.inbound.signing import signature_header
 
 SECRET = "whsec_attack_suite_secret"
 NOW = 1_800_000_000

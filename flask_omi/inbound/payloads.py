@@ -1,0 +1,267 @@
+"""Typed views of what OMI's webhooks carry.
+
+Each object keeps the decoded JSON in ``raw``, so fields OMI adds later are never lost; missing
+optional fields become None or empty. A body of the wrong shape raises ``InboundPayloadError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..errors import InboundPayloadError
+
+
+def _invalid(reason: str) -> InboundPayloadError:
+    return InboundPayloadError("payload_invalid", reason)
+
+
+def _str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"'{key}' must be a string")
+    return value
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(f"'{key}' must be a number")
+    return float(value)
+
+
+def _datetime(data: dict[str, Any], key: str) -> datetime | None:
+    value = _str(data, key)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _invalid(f"'{key}' is not an ISO-8601 date-time") from None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(f"{what} must be a JSON object")
+    return value
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid(f"'{key}' must be a list")
+    return value
+
+
+_PLAIN_NUMBERS = (float, int, type(None))  # type() is exact: a bool is not taken as a number
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    text: str
+    speaker: str | None
+    is_user: bool
+    start: float | None
+    end: float | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, value: Any) -> TranscriptSegment:
+        # Live transcripts arrive many times a minute with several segments each: the usual,
+        # well-formed segment is taken in one step; anything else goes through the full checks.
+        if type(value) is dict:
+            text, speaker = value.get("text"), value.get("speaker")
+            start, end = value.get("start"), value.get("end")
+            if (
+                type(text) is str
+                and (speaker is None or type(speaker) is str)
+                and type(start) in _PLAIN_NUMBERS
+                and type(end) in _PLAIN_NUMBERS
+            ):
+                # Filling the instance's __dict__ skips the frozen dataclass's field-by-field
+                # object.__setattr__, which is most of the cost; the result is the same object.
+                segment = object.__new__(cls)
+                segment.__dict__.update(
+                    text=text,
+                    speaker=speaker,
+                    is_user=bool(value.get("is_user", False)),
+                    start=None if start is None else float(start),
+                    end=None if end is None else float(end),
+                    raw=value,
+                )
+                return segment
+        data = _object(value, "a transcript segment")
+        return cls(
+            text=_str(data, "text") or "",
+            speaker=_str(data, "speaker"),
+            is_user=bool(data.get("is_user", False)),
+            start=_number(data, "start"),
+            end=_number(data, "end"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Structured:
+    title: str
+    overview: str
+    emoji: str | None
+    category: str | None
+    action_items: list[Any]
+    events: list[Any]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Structured:
+        data = _object(value if value is not None else {}, "'structured'")
+        return cls(
+            title=_str(data, "title") or "",
+            overview=_str(data, "overview") or "",
+            emoji=_str(data, "emoji"),
+            category=_str(data, "category"),
+            action_items=_list(data, "action_items"),
+            events=_list(data, "events"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ConversationCreated:
+    """``memory_creation``: a conversation OMI has just finished processing."""
+
+    uid: str
+    id: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    structured: Structured
+    transcript_segments: list[TranscriptSegment]
+    language: str | None
+    status: str | None
+    raw: dict[str, Any] = field(repr=False)
+    #: ``X-Omi-Delivery``: this delivery's id (OMI sends it with signed deliveries).
+    delivery_id: str | None = None
+    #: ``X-Omi-Idempotency-Key``: the same on every retry of one durable conversation delivery.
+    idempotency_key: str | None = None
+
+    @classmethod
+    def from_json(
+        cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
+    ) -> ConversationCreated:
+        data = _object(value, "the conversation")
+        return cls(
+            uid=uid,
+            id=_str(data, "id"),
+            created_at=_datetime(data, "created_at"),
+            started_at=_datetime(data, "started_at"),
+            finished_at=_datetime(data, "finished_at"),
+            structured=Structured.from_json(data.get("structured")),
+            transcript_segments=[TranscriptSegment.from_json(s) for s in _list(data, "transcript_segments")],
+            language=_str(data, "language"),
+            status=_str(data, "status"),
+            raw=data,
+            delivery_id=delivery_id,
+            idempotency_key=idempotency_key,
+        )
+
+
+@dataclass(frozen=True)
+class TranscriptBatch:
+    """``transcript_processed``: new live transcript segments of a session."""
+
+    uid: str
+    session_id: str | None
+    segments: list[TranscriptSegment]
+    raw: dict[str, Any] = field(repr=False)
+    delivery_id: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def from_json(
+        cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
+    ) -> TranscriptBatch:
+        data = _object(value, "the transcript batch")
+        if "segments" not in data:
+            raise _invalid("'segments' is required")
+        batch = object.__new__(cls)  # as for segments: a transcript arrives many times a minute
+        batch.__dict__.update(
+            uid=uid,
+            session_id=_str(data, "session_id"),
+            segments=[TranscriptSegment.from_json(s) for s in _list(data, "segments")],
+            raw=data,
+            delivery_id=delivery_id,
+            idempotency_key=idempotency_key,
+        )
+        return batch
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """``audio_bytes``: raw PCM16 little-endian mono audio at ``sample_rate`` Hz."""
+
+    uid: str
+    sample_rate: int
+    data: bytes = field(repr=False)
+    delivery_id: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def samples(self) -> int:
+        return len(self.data) // 2
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return self.samples / self.sample_rate
+
+
+#: What OMI can put into a proactive prompt (``backend/models/app.py`` scopes): the user's name,
+#: facts (memories), conversations matching ``context``, and recent chat.
+PROACTIVE_SCOPES = ("user_name", "user_facts", "user_context", "user_chat")
+#: OMI refuses longer prompts (and tells the user so): ``_process_proactive_notification``.
+MAX_PROMPT_CHARS = 128_000
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A transcript handler's answer asking OMI for a *proactive notification*.
+
+    OMI fills the scopes named in ``params`` into the prompt (``{{user_name}}``,
+    ``{{user_facts}}``, ``{{user_context}}``, ``{{user_chat}}``), has its language model write the
+    notification, and pushes it, if the app has the ``proactive_notification`` capability with
+    those scopes. OMI sends at most one per user and app every 30 s, and counts it against the
+    user's daily budget. ``context`` (``{"question": ..., "filters": {"people", "topics",
+    "entities", "dates"}}``) chooses the conversations for ``user_context``. ``message`` is sent
+    beside it as a plain notification (OMI pushes messages longer than 5 characters).
+    """
+
+    prompt: str
+    params: tuple[str, ...] = ()
+    context: dict[str, Any] | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("Notify needs a prompt")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"OMI refuses prompts over {MAX_PROMPT_CHARS} characters")
+        unknown = [p for p in self.params if p not in PROACTIVE_SCOPES]
+        if unknown:
+            raise ValueError(f"unknown scope {unknown[0]!r}; OMI knows {', '.join(PROACTIVE_SCOPES)}")
+        object.__setattr__(self, "params", tuple(self.params))
+
+    def as_answer(self) -> dict[str, Any]:
+        notification: dict[str, Any] = {"prompt": self.prompt, "params": list(self.params)}
+        if self.context is not None:
+            notification["context"] = self.context
+        answer: dict[str, Any] = {"notification": notification}
+        if self.message is not None:
+            answer["message"] = self.message
+        return answer

@@ -1,0 +1,93 @@
+"""OMI's webhook signatures: ``X-Omi-Signature: t=UNIX,v1=HEX``.
+
+``v1`` is HMAC-SHA256, keyed with the destination's secret (the whole ``whsec_...`` string, UTF-8),
+over ``"{t}.{uid}."`` followed by the raw body. Binding the uid stops a signed body from being
+replayed for another user; the timestamp, checked within a tolerance, limits replays in time.
+Framework-neutral.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+from ..config import DEFAULTS
+from ..errors import InboundSignatureError
+from ..validation import is_ascii_digits
+from .protocol import SIGNATURE_HEADER
+
+DEFAULT_TOLERANCE: int = DEFAULTS["OMI_WEBHOOK_TOLERANCE"]
+
+
+def compute_signature(secret: str, timestamp: int, uid: str, body: bytes) -> str:
+    message = f"{timestamp}.{uid}.".encode() + body
+    return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
+
+
+def signature_header(secret: str, uid: str, body: bytes, timestamp: int | None = None) -> str:
+    """The header value OMI sends for this body, for tests and the fake OMI."""
+    t = int(time.time()) if timestamp is None else timestamp
+    return f"t={t},v1={compute_signature(secret, t, uid, body)}"
+
+
+def parse_header(header: str, scheme: str) -> tuple[int, list[str]]:
+    """``t=UNIX,<scheme>=HEX[,<scheme>=HEX]``: the timestamp and every signature of ``scheme``.
+
+    Other schemes' signatures are ignored, so a ``v1`` value never counts for ``v2`` and back.
+    """
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t" and is_ascii_digits(value, 12):
+            timestamp = int(value)
+        elif key == scheme and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise InboundSignatureError(
+            "signature_malformed", f"{SIGNATURE_HEADER} must be 't=UNIX,{scheme}=HEX'."
+        )
+    return timestamp, signatures
+
+
+def check_signature(
+    header: str | None, scheme: str, expected: Callable[[int], str], *, now: float, tolerance: float
+) -> None:
+    """Raise :class:`InboundSignatureError` unless ``header`` carries a fresh ``scheme`` signature
+    equal to ``expected(timestamp)``. Every candidate is compared in constant time (several are
+    sent while a secret is rotated)."""
+    if not header:
+        raise InboundSignatureError(
+            "signature_missing", f"This endpoint requires an {SIGNATURE_HEADER} header."
+        )
+    timestamp, signatures = parse_header(header, scheme)
+    if abs(now - timestamp) > tolerance:
+        raise InboundSignatureError(
+            "signature_expired", f"The signature's timestamp is more than {int(tolerance)} s from now."
+        )
+    wanted = expected(timestamp)
+    matched = False
+    for candidate in signatures:
+        # compare_digest takes ASCII text; anything else cannot match a hex digest anyway.
+        matched |= candidate.isascii() and hmac.compare_digest(wanted, candidate.lower())
+    if not matched:
+        raise InboundSignatureError("signature_mismatch", "The signature does not match the request.")
+
+
+def verify_signature(
+    secret: str,
+    header: str | None,
+    uid: str,
+    body: bytes,
+    *,
+    now: float,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> None:
+    """Raise :class:`InboundSignatureError` unless ``header`` signs ``uid`` and ``body`` recently."""
+    check_signature(
+        header, "v1", lambda t: compute_signature(secret, t, uid, body), now=now, tolerance=tolerance
+    )

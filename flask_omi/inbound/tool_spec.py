@@ -1,0 +1,305 @@
+"""A chat tool declared as a typed Python function: its manifest entry and its argument checks.
+
+The function's name, docstring and parameters (with their type hints, and descriptions given as
+``Annotated[T, "description"]``) are the tool's definition: the manifest OMI reads is generated
+from them, and every call is checked against them before the function runs. Three parameter names
+are not arguments of the model's but filled in by flask-omi: ``uid`` (who is chatting),
+``geolocation`` (OMI's cached location, or None) and ``user`` (the app's user for that uid, for
+tools that require a sign-in). Framework-neutral.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..validation import ascii_int
+
+INJECTED = frozenset({"uid", "geolocation", "user"})
+#: OMI registers a tool as ``{app_id}_{name}`` with the language model, whose tool names allow these.
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_JSON_TYPES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    dict: "object",
+}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: Methods whose arguments OMI sends in the query string rather than a JSON body.
+QUERY_METHODS = ("GET", "DELETE")
+
+
+class ToolError(Exception):
+    """Raise it from a tool to answer OMI with this message as the tool's error (HTTP 400).
+
+    The message is shown to the person chatting, so say what to do, and keep secrets out of it.
+    """
+
+
+class ToolCallError(ToolError):
+    """A call that does not fit the tool's declaration (raised before the function runs)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    #: The JSON schema OMI's model sees; empty for an untyped parameter.
+    schema: dict[str, Any]
+    required: bool
+    default: Any
+    nullable: bool
+    convert: Callable[[Any, bool], Any] = field(repr=False)
+
+    @property
+    def typed(self) -> bool:
+        return "type" in self.schema
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    method: str
+    params: tuple[Param, ...]
+    injected: frozenset[str]
+    requires_sign_in: bool
+    status_message: str | None
+    func: Callable[..., Any] = field(repr=False)
+    #: Decided once here: a coroutine function is run through Flask's ``ensure_sync``.
+    is_async: bool = False
+
+    #: The model's argument names.
+    names: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(p.name for p in self.params))
+
+    def manifest_entry(self, endpoint: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "endpoint": endpoint,
+            "method": self.method,
+            "parameters": {
+                "properties": {p.name: p.schema for p in self.params},
+                "required": [p.name for p in self.params if p.required],
+            },
+            "auth_required": self.requires_sign_in,
+        }
+        if self.status_message:
+            entry["status_message"] = self.status_message
+        return entry
+
+    def bind(
+        self, arguments: Mapping[str, Any], *, from_query: bool, ignore: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """The keyword arguments for the function; raises :class:`ToolCallError` for a bad call.
+
+        ``from_query``: the values came from a query string (strings, lists for repeated names).
+        ``ignore``: names in ``arguments`` that are not the model's (OMI's own call fields).
+        """
+        unknown = sorted(name for name in arguments if name not in self.names and name not in ignore)
+        if unknown:
+            raise ToolCallError(f"{self.name} takes no argument named {unknown[0]!r}.")
+        bound: dict[str, Any] = {}
+        for param in self.params:
+            value = arguments.get(param.name)
+            if from_query and isinstance(value, list) and param.schema.get("type") != "array":
+                if len(value) > 1:
+                    raise ToolCallError(f"{param.name!r} was given more than once.")
+                value = value[0] if value else None
+            if value is None:
+                if param.required and not param.nullable:
+                    raise ToolCallError(f"{self.name} needs the argument {param.name!r}.")
+                if param.name in arguments and param.nullable:
+                    bound[param.name] = None
+                continue  # not given: the function's default applies
+            bound[param.name] = param.convert(value, from_query)
+        return bound
+
+
+def describe(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    method: str = "POST",
+    requires_sign_in: bool = False,
+    status_message: str | None = None,
+) -> ToolSpec:
+    """Read a tool's definition from ``func``; raises TypeError for what cannot be declared."""
+    tool_name = name or func.__name__
+    if not _NAME_RE.fullmatch(tool_name):
+        raise TypeError(f"tool name {tool_name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+    method = method.upper()
+    if method not in METHODS:
+        raise TypeError(f"tool {tool_name}: method must be one of {', '.join(METHODS)}")
+    hints = typing.get_type_hints(func, include_extras=True)
+    params: list[Param] = []
+    injected: set[str] = set()
+    for parameter in inspect.signature(func).parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
+            raise TypeError(f"tool {tool_name}: parameter {parameter.name} must be a plain named one")
+        if parameter.name in INJECTED:
+            injected.add(parameter.name)
+            continue
+        params.append(_param(tool_name, parameter, hints.get(parameter.name, inspect.Parameter.empty)))
+    if method in QUERY_METHODS and any(p.schema.get("type") == "object" for p in params):
+        raise TypeError(
+            f"tool {tool_name}: a {method} tool gets its arguments as a query string, not objects"
+        )
+    text = description if description is not None else _unwrap(inspect.getdoc(func) or "")
+    return ToolSpec(
+        name=tool_name,
+        description=text.strip(),
+        method=method,
+        params=tuple(params),
+        injected=frozenset(injected),
+        requires_sign_in=requires_sign_in,
+        status_message=status_message,
+        func=func,
+        is_async=inspect.iscoroutinefunction(func),
+    )
+
+
+def _unwrap(docstring: str) -> str:
+    """A docstring as the model reads it best: wrapped lines joined, paragraphs kept."""
+    paragraphs = docstring.split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines() if line.strip()) for p in paragraphs)
+
+
+def _param(tool: str, parameter: inspect.Parameter, hint: Any) -> Param:
+    required = parameter.default is inspect.Parameter.empty
+    default = None if required else parameter.default
+    description = None
+    if typing.get_origin(hint) is typing.Annotated:
+        hint, *extras = typing.get_args(hint)
+        description = next((extra for extra in extras if isinstance(extra, str)), None)
+    nullable = False
+    args = typing.get_args(hint)
+    if (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"tool {tool}: parameter {parameter.name} may be one type or None")
+        hint, nullable = rest[0], True
+    where = f"tool {tool}: parameter {parameter.name}"
+    if hint is inspect.Parameter.empty:
+        schema: dict[str, Any] = {}
+        convert: Callable[[Any, bool], Any] = _as_is
+    else:
+        schema, convert = _schema(where, parameter.name, hint)
+    if description:
+        schema = {**schema, "description": description}
+    accepts_none = nullable or (not required and default is None)
+    return Param(parameter.name, schema, required, default, accepts_none, convert)
+
+
+def _schema(where: str, name: str, hint: Any) -> tuple[dict[str, Any], Callable[[Any, bool], Any]]:
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if not all(isinstance(choice, str) for choice in choices):
+            raise TypeError(f"{where}: Literal choices must be strings")
+        return {"type": "string", "enum": list(choices)}, _choice(name, choices)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (str,)
+        item_schema, item_convert = _schema(where, name, item)
+        if item_schema.get("type") in ("array", "object"):
+            raise TypeError(f"{where}: list items must be plain values")
+        return {"type": "array", "items": item_schema}, _list_of(name, item_convert)
+    origin = typing.get_origin(hint) or hint
+    if origin in _JSON_TYPES:
+        return {"type": _JSON_TYPES[origin]}, _SCALARS[origin](name)
+    raise TypeError(
+        f"{where}: {hint!r} is not a type OMI's model can send (str, int, float, bool, list, dict, Literal)"
+    )
+
+
+def _as_is(value: Any, from_query: bool) -> Any:
+    return value
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if value not in choices:
+            raise ToolCallError(f"{name!r} must be one of {', '.join(choices)}.")
+        return value
+
+    return convert
+
+
+def _list_of(name: str, item: Callable[[Any, bool], Any]) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if not isinstance(value, list):
+            raise ToolCallError(f"{name!r} must be a list.")
+        return [item(element, from_query) for element in value]
+
+    return convert
+
+
+def _string(name: str) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if not isinstance(value, str):
+            raise ToolCallError(f"{name!r} must be text.")
+        return value
+
+    return convert
+
+
+def _integer(name: str) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if from_query and isinstance(value, str) and (parsed := ascii_int(value)) is not None:
+            return parsed
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ToolCallError(f"{name!r} must be a whole number.")
+
+    return convert
+
+
+def _number(name: str) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if from_query and isinstance(value, str) and value.isascii():
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise ToolCallError(f"{name!r} must be a number.")
+
+    return convert
+
+
+def _boolean(name: str) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if from_query and value in ("true", "false"):
+            return value == "true"
+        if isinstance(value, bool):
+            return value
+        raise ToolCallError(f"{name!r} must be true or false.")
+
+    return convert
+
+
+def _object(name: str) -> Callable[[Any, bool], Any]:
+    def convert(value: Any, from_query: bool) -> Any:
+        if not isinstance(value, dict):
+            raise ToolCallError(f"{name!r} must be an object.")
+        return value
+
+    return convert
+
+
+_SCALARS: dict[type, Callable[[str], Callable[[Any, bool], Any]]] = {
+    str: _string,
+    int: _integer,
+    float: _number,
+    bool: _boolean,
+    dict: _object,
+}

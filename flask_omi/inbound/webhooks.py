@@ -1,0 +1,269 @@
+"""``omi_webhooks``: receive what OMI sends (conversations, live transcripts, audio).
+
+Each request is checked in this order, and the handler runs only if all pass: body size (413),
+signature when ``OMI_WEBHOOK_SECRET`` is set (401), uid (400), payload shape (400). A handler
+returns a message or None; the answer is ``{"message": ...}`` or ``{}``, as OMI expects.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
+from flask.sansio.blueprints import BlueprintSetupState
+
+from .._registration import HandlersBeforeRegistration
+from ..config import set_up, store_for
+from ..errors import InboundPayloadError, OmiInboundError
+from ..stores import RUNNING_TTL, KeyStore
+from ..validation import is_ascii_digits, is_valid_uid
+from .csrf import exempt_from_csrf
+from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
+from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGER_RECEIVERS
+from .request import delivery_header, header, json_body, query_value, read_body
+from .signing import verify_signature
+
+logger = logging.getLogger("flask_omi.webhooks")
+
+Handler = Callable[[Any], Any]
+H = TypeVar("H", bound=Handler)
+#: OMI's trigger names (``triggers_on``) and the endpoint of this blueprint that receives each.
+TRIGGER_ENDPOINTS = TRIGGER_RECEIVERS
+
+
+@dataclass
+class WebhookState:
+    """What ``app.extensions["omi_webhooks"]`` holds."""
+
+    endpoint_prefix: str
+    #: Where handled deliveries are remembered (``OMI_WEBHOOK_DEDUP``), or None.
+    ledger: KeyStore | None = None
+    #: Seconds since the epoch, for signature timestamps. Replace it in tests to move time.
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class WebhookHandlers:
+    conversation: Handler | None = None
+    transcript: Handler | None = None
+    audio: Handler | None = None
+
+
+class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
+    """Webhook routes under ``/omi/webhooks``: ``/conversation``, ``/transcript``, ``/audio``."""
+
+    #: A transcript handler's answer asking OMI for a proactive notification.
+    Notify = Notify
+
+    def __init__(self, name: str = "omi_webhooks", url_prefix: str | None = "/omi/webhooks") -> None:
+        super().__init__(name, "flask_omi", url_prefix=url_prefix)
+        self.handlers = WebhookHandlers()
+        self.add_url_rule("/conversation", "conversation", self._conversation, methods=["POST"])
+        self.add_url_rule("/transcript", "transcript", self._transcript, methods=["POST"])
+        self.add_url_rule("/audio", "audio", self._audio, methods=["POST"])
+        self.register_error_handler(OmiInboundError, _render_error)
+        self.record_once(_set_up_app)
+
+    # -- registration -------------------------------------------------------------------------------
+    def on_conversation_created(self, handler: H) -> H:
+        """``handler(ConversationCreated) -> str | None`` for ``memory_creation`` webhooks."""
+        self._check_handlers_open("on_conversation_created")
+        self.handlers.conversation = handler
+        return handler
+
+    def on_transcript(self, handler: H) -> H:
+        """``handler(TranscriptBatch) -> str | Notify | None`` for ``transcript_processed``
+        webhooks: a string becomes a push notification, :class:`Notify` a proactive one."""
+        self._check_handlers_open("on_transcript")
+        self.handlers.transcript = handler
+        return handler
+
+    def on_audio(self, handler: H) -> H:
+        """``handler(AudioChunk) -> str | None`` for ``audio_bytes`` webhooks."""
+        self._check_handlers_open("on_audio")
+        self.handlers.audio = handler
+        return handler
+
+    # -- routes -------------------------------------------------------------------------------------
+    # Each route resolves the request and app proxies once and hands the objects down: every
+    # delivery passes a dozen checks (see benchmarks/).
+    def _conversation(self) -> Response:
+        app, req = _current()
+        uid, body = checked_request(app, req, app.extensions["omi_webhooks"])
+        return _dispatch(
+            app,
+            req,
+            self.handlers.conversation,
+            "conversation",
+            lambda ids: ConversationCreated.from_json(uid, json_body(body), **ids),
+        )
+
+    def _transcript(self) -> Response:
+        app, req = _current()
+        uid, body = checked_request(app, req, app.extensions["omi_webhooks"])
+        return _dispatch(
+            app,
+            req,
+            self.handlers.transcript,
+            "transcript",
+            lambda ids: TranscriptBatch.from_json(uid, json_body(body), **ids),
+        )
+
+    def _audio(self) -> Response:
+        app, req = _current()
+        uid, body = checked_request(app, req, app.extensions["omi_webhooks"])
+        return _dispatch(
+            app, req, self.handlers.audio, "audio", lambda ids: audio_chunk(req, uid, body, **ids)
+        )
+
+
+def _current() -> tuple[Flask, Request]:
+    return current_app._get_current_object(), request._get_current_object()  # type: ignore[attr-defined]
+
+
+def _set_up_app(state: BlueprintSetupState) -> None:
+    if isinstance(state.blueprint, HandlersBeforeRegistration):
+        state.blueprint._close_handlers()
+    set_up(state.app)
+    exempt_from_csrf(state.app, state.blueprint)
+    prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
+    ledger = store_for(state.app.config, "OMI_WEBHOOK_DEDUP")
+    state.app.extensions["omi_webhooks"] = WebhookState(endpoint_prefix=prefix, ledger=ledger)
+
+
+AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
+#: ``sample_rate`` is not covered by the signature, so only the common PCM rates are taken (OMI's
+#: devices send 8 kHz or 16 kHz); anything else is refused rather than passed on to a handler.
+SAMPLE_RATES = frozenset({8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000})
+
+
+def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str, bytes]:
+    """Size, then signature, then uid: nothing reaches a handler unless all pass."""
+    config = app.config
+    body = read_body(req, int(config["OMI_WEBHOOK_MAX_BYTES"]))
+    uid = query_value(req, "uid")
+    secret = config["OMI_WEBHOOK_SECRET"]
+    if secret:
+        verify_signature(
+            secret,
+            header(req, SIGNATURE_HEADER),
+            uid,
+            body,
+            now=state.clock(),
+            tolerance=float(config["OMI_WEBHOOK_TOLERANCE"]),
+        )
+    if not uid:
+        raise InboundPayloadError("uid_missing", "The uid query parameter is required.")
+    # The signed message is "{t}.{uid}." + body: a "." inside the uid would let a body signed for
+    # uid "a.b" verify for uid "a" with body "b." + body. OMI's uids (Firebase's) never hold one.
+    if not is_valid_uid(uid) or "." in uid:
+        raise InboundPayloadError("uid_invalid", "The uid is not a valid OMI uid.")
+    return uid, body
+
+
+def audio_chunk(req: Request, uid: str, body: bytes, **ids: str | None) -> AudioChunk:
+    if req.mimetype not in AUDIO_CONTENT_TYPES:
+        raise InboundPayloadError("audio_content_type", "Audio must be sent as application/octet-stream.")
+    raw_rate = query_value(req, "sample_rate")
+    if not is_ascii_digits(raw_rate, 6) or int(raw_rate) not in SAMPLE_RATES:
+        rates = ", ".join(str(rate) for rate in sorted(SAMPLE_RATES))
+        raise InboundPayloadError("sample_rate_invalid", f"sample_rate must be one of {rates} (Hz).")
+    if len(body) % 2:
+        raise InboundPayloadError("audio_odd_length", "PCM16 audio must have an even number of bytes.")
+    return AudioChunk(uid=uid, sample_rate=int(raw_rate), data=body, **ids)
+
+
+def _render_error(error: OmiInboundError) -> Response:
+    level = logging.WARNING if error.status in (401, 413) else logging.INFO
+    logger.log(level, "OMI webhook refused: %s", error.error_code)
+    response = jsonify(error=error.error_code, error_description=error.description)
+    response.status_code = error.status
+    return response
+
+
+def _dispatch(
+    app: Flask,
+    req: Request,
+    handler: Handler | None,
+    kind: str,
+    parse: Callable[[dict[str, str | None]], Any],
+) -> Response:
+    if handler is None:
+        raise InboundPayloadError("no_handler", f"This app does not handle {kind} webhooks.", 404)
+    delivery_id = delivery_header(req, DELIVERY_HEADER)
+    idempotency_key = delivery_header(req, IDEMPOTENCY_HEADER)
+    event = parse({"delivery_id": delivery_id, "idempotency_key": idempotency_key})
+    # Only durable deliveries are retried by OMI, and they carry an idempotency key; the delivery
+    # id of a live transcript or audio chunk is not signed, so remembering it would protect nothing.
+    ledger: KeyStore | None = app.extensions["omi_webhooks"].ledger
+    if ledger is None or idempotency_key is None:
+        return _run(app, handler, kind, event)
+    key = f"{kind}:{idempotency_key}"
+    ttl = int(app.config["OMI_WEBHOOK_DEDUP_TTL"])
+    try:
+        seen = ledger.claim(key, min(ttl, RUNNING_TTL))
+    except Exception:
+        logger.exception("OMI %s webhook: the de-duplication store failed; OMI will retry", kind)
+        return _answer(503, error="dedup_unavailable", error_description="Please retry this delivery.")
+    if seen == "done":
+        logger.info("OMI %s webhook: delivery already handled, not run again", kind)
+        return jsonify({})
+    if seen == "running":
+        # 425 is one of the answers OMI retries: if the running attempt fails, the event survives.
+        return _answer(425, error="delivery_in_progress", error_description="This delivery is being handled.")
+    response = _run(app, handler, kind, event)
+    try:
+        if response.status_code >= 500:
+            ledger.abandon(key)  # let OMI's retry run the handler again
+        else:
+            ledger.finish(key, ttl)
+    except Exception:
+        logger.exception("OMI %s webhook: could not record the delivery in the de-duplication store", kind)
+    return response
+
+
+def _run(app: Flask, handler: Handler, kind: str, event: Any) -> Response:
+    """Run the handler; a crash is a 500 without details, which OMI retries."""
+    try:
+        message = app.ensure_sync(handler)(event) if inspect.iscoroutinefunction(handler) else handler(event)
+    except Exception:
+        logger.exception("OMI %s webhook handler failed", kind)
+        return _answer(
+            500, error="handler_failed", error_description="The app failed to handle this webhook."
+        )
+    if isinstance(message, Notify):
+        if kind != "transcript":
+            logger.error(
+                "OMI %s webhook handler returned Notify, which OMI reads only from transcripts", kind
+            )
+            return _answer(
+                500, error="handler_failed", error_description="The app failed to handle this webhook."
+            )
+        return _json(app, message.as_answer())
+    if message is None:
+        return app.response_class(_EMPTY_ANSWER, mimetype="application/json")
+    return _json(app, {"message": str(message)})
+
+
+#: The answer to most deliveries, built once: OMI reads ``{}`` as "nothing to say".
+_EMPTY_ANSWER = b"{}\n"
+
+
+def _json(app: Flask, body: dict[str, Any]) -> Response:
+    return app.response_class(json.dumps(body, ensure_ascii=False) + "\n", mimetype="application/json")
+
+
+def _answer(status: int, **body: str) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+#: The default instance most apps register.
+omi_webhooks = OmiWebhooks()

@@ -1,0 +1,300 @@
+"""One key-store family for everything flask-omi must remember across requests.
+
+Three guards need "has this been seen?", answered atomically for every instance that shares the
+store: the used-state registry (a sign-in state works once), webhook de-duplication (a delivery OMI
+retries runs its handler once) and tool-call replay refusal (a signed call is accepted once). They
+share one interface, :class:`KeyStore`, and two backends side by side:
+
+- :class:`MemoryStore`: this process only, bounded; what happens when it is full is the *use's*
+  failure policy, chosen by the caller (``when_full``);
+- :class:`RedisStore`: every instance; ``SET NX EX`` is atomic on the server.
+
+A key moves through three states: absent; ``running`` (claimed by :meth:`KeyStore.claim`); ``done``
+(:meth:`KeyStore.finish`). :meth:`KeyStore.abandon` forgets it. Every entry expires after the time
+its caller gives.
+
+Each setting that takes a store (``OMI_STATE_REGISTRY``, ``OMI_WEBHOOK_DEDUP``, ``OMI_TOOLS_DEDUP``)
+follows one convention, read by :func:`resolve_store`: ``True`` (an in-process store), ``False``
+or ``None`` (off), the app's Redis client (shared), or any :class:`KeyStore`. The older objects
+(:class:`StateRegistry`, :class:`DeliveryLedger`) are still taken. Framework-neutral.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from .errors import OmiConfigError
+
+Claim = Literal["new", "running", "done"]
+#: Kept for code written against 0.2: the same three values.
+Status = Claim
+WhenFull = Literal["refuse", "forget_oldest"]
+#: How long a webhook delivery's claim may stay "running" before a crashed worker's claim is given up.
+RUNNING_TTL = 300
+
+
+class StoreFull(RuntimeError):
+    """A :class:`MemoryStore` with ``when_full="refuse"`` has no room for a new live key."""
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Claims on keys, atomic across everything that shares the store."""
+
+    def claim(self, key: str, ttl: int) -> Claim:
+        """Mark ``key`` running for ``ttl`` seconds unless it is there; return what it was
+        (``"new"``: this call claimed it)."""
+        ...  # pragma: no cover - a protocol
+
+    def finish(self, key: str, ttl: int) -> None:
+        """Mark ``key`` done for ``ttl`` seconds."""
+        ...  # pragma: no cover - a protocol
+
+    def abandon(self, key: str) -> None:
+        """Forget ``key``, so that the next claim is new."""
+        ...  # pragma: no cover - a protocol
+
+
+class MemoryStore:
+    """A store in this process's memory, of at most ``max_entries`` live keys.
+
+    When it is full, ``when_full`` decides: ``"refuse"`` raises :class:`StoreFull` (a guard against
+    replays must never forget a live key), ``"forget_oldest"`` drops the least recently written
+    key (a de-duplication that forgets runs a handler twice at worst).
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        *,
+        when_full: WhenFull = "refuse",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries: OrderedDict[str, tuple[Claim, float]] = OrderedDict()  # oldest write first
+        self._lock = threading.Lock()
+        self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
+
+    def claim(self, key: str, ttl: int) -> Claim:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] > now:
+                return entry[0]
+            self._write(key, "running", now + max(1, ttl), now)
+            return "new"
+
+    def finish(self, key: str, ttl: int) -> None:
+        now = self._clock()
+        with self._lock:
+            self._write(key, "done", now + max(1, ttl), now)
+
+    def abandon(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def _write(self, key: str, claim: Claim, expires: float, now: float) -> None:
+        self._entries.pop(key, None)
+        # Keys written first mostly expire first: dropping expired ones from the front costs little
+        # on each write; a full store is swept whole before it refuses or forgets a live key.
+        while self._entries:
+            oldest, (_, oldest_expires) = next(iter(self._entries.items()))
+            if oldest_expires > now:
+                break
+            del self._entries[oldest]
+        if len(self._entries) >= self._max_entries:
+            self._drop_expired(now)
+        if len(self._entries) >= self._max_entries:
+            if self._when_full == "refuse":
+                raise StoreFull(f"{type(self).__name__} holds {self._max_entries} live keys")
+            while len(self._entries) >= self._max_entries:
+                self._entries.popitem(last=False)
+        self._entries[key] = (claim, expires)
+
+    def _drop_expired(self, now: float) -> None:
+        for key in [key for key, (_, expires) in self._entries.items() if expires <= now]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_DONE = (b"done", "done")
+
+
+class RedisStore:
+    """A store in Redis, shared by every instance: ``SET NX EX`` claims atomically on the server."""
+
+    def __init__(self, redis: Any, prefix: str = "omi:") -> None:
+        self._redis, self._prefix = redis, prefix
+
+    def claim(self, key: str, ttl: int) -> Claim:
+        name = self._prefix + key
+        for _ in range(2):  # the key may expire between SET and GET: then try once more
+            if self._redis.set(name, b"running", nx=True, ex=max(1, ttl)):
+                return "new"
+            value = self._redis.get(name)
+            if value is not None:
+                return "done" if value in _DONE else "running"
+        return "running"
+
+    def finish(self, key: str, ttl: int) -> None:
+        self._redis.set(self._prefix + key, b"done", ex=max(1, ttl))
+
+    def abandon(self, key: str) -> None:
+        self._redis.delete(self._prefix + key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self._prefix!r})"
+
+
+# -- the names of 0.2, kept ------------------------------------------------------------------------
+@runtime_checkable
+class StateRegistry(Protocol):
+    """Records each state once; ``claim`` must be atomic across every instance that shares it.
+
+    Any :class:`KeyStore` serves as well; this shape is still accepted.
+    """
+
+    def claim(self, key: str, ttl: int) -> bool:
+        """Record ``key`` for ``ttl`` seconds; True if this call recorded it, False if it was there."""
+        ...  # pragma: no cover - a protocol
+
+
+@runtime_checkable
+class DeliveryLedger(Protocol):
+    """A :class:`KeyStore` whose claim is called ``begin``; still accepted for de-duplication."""
+
+    def begin(self, key: str, ttl: int) -> Claim:
+        """Claim ``key`` as running unless it is there; return what it was ("new" if claimed)."""
+        ...  # pragma: no cover - a protocol
+
+    def finish(self, key: str, ttl: int) -> None:
+        """Mark ``key`` done for ``ttl`` seconds."""
+        ...  # pragma: no cover - a protocol
+
+    def abandon(self, key: str) -> None:
+        """Forget ``key``, so that a retry runs the handler again."""
+        ...  # pragma: no cover - a protocol
+
+
+class MemoryStateRegistry:
+    """A used-state registry in this process's memory, for an app served by one process.
+
+    It does not help across processes or machines. When full it refuses new claims (the sign-in
+    fails with 503) rather than forget a live claim and so allow a replay.
+    """
+
+    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = MemoryStore(max_entries, when_full="refuse", clock=clock)
+
+    def claim(self, key: str, ttl: int) -> bool:
+        return self.store.claim(key, ttl) == "new"
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+
+class RedisStateRegistry:
+    """A used-state registry in Redis: exactly one of any number of concurrent claims, from any
+    instance, gets True."""
+
+    def __init__(self, redis: Any, prefix: str = "omi:state:") -> None:
+        self.store = RedisStore(redis, prefix)
+
+    def claim(self, key: str, ttl: int) -> bool:
+        return self.store.claim(key, ttl) == "new"
+
+    def __repr__(self) -> str:
+        return f"RedisStateRegistry({self.store!r})"
+
+
+class MemoryDeliveryLedger(MemoryStore):
+    """An in-process de-duplication ledger of at most ``max_entries`` keys; the oldest are
+    forgotten first when it is full."""
+
+    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(max_entries, when_full="forget_oldest", clock=clock)
+
+    def begin(self, key: str, ttl: int) -> Claim:
+        return self.claim(key, ttl)
+
+
+class RedisDeliveryLedger(RedisStore):
+    """A de-duplication ledger in Redis, shared by every instance."""
+
+    def __init__(self, redis: Any, prefix: str = "omi:delivery:") -> None:
+        super().__init__(redis, prefix)
+
+    def begin(self, key: str, ttl: int) -> Claim:
+        return self.claim(key, ttl)
+
+
+class _RegistryAsStore:
+    """A :class:`StateRegistry` seen as a :class:`KeyStore` (a claim once taken stays taken)."""
+
+    def __init__(self, registry: StateRegistry) -> None:
+        self.registry = registry
+
+    def claim(self, key: str, ttl: int) -> Claim:
+        return "new" if self.registry.claim(key, ttl) else "done"
+
+    def finish(self, key: str, ttl: int) -> None:
+        """A registry's claim is already final."""
+
+    def abandon(self, key: str) -> None:
+        """A registry cannot forget (it never needs to: a state is used once)."""
+
+
+class _LedgerAsStore:
+    """A :class:`DeliveryLedger` seen as a :class:`KeyStore`."""
+
+    def __init__(self, ledger: DeliveryLedger) -> None:
+        self.ledger = ledger
+
+    def claim(self, key: str, ttl: int) -> Claim:
+        return self.ledger.begin(key, ttl)
+
+    def finish(self, key: str, ttl: int) -> None:
+        self.ledger.finish(key, ttl)
+
+    def abandon(self, key: str) -> None:
+        self.ledger.abandon(key)
+
+
+def _is_redis(value: object) -> bool:
+    return all(callable(getattr(value, name, None)) for name in ("set", "get", "delete"))
+
+
+def resolve_store(
+    setting: str, value: object, *, prefix: str, when_full: WhenFull, max_entries: int
+) -> KeyStore | None:
+    """The store a setting names (see the module docstring); raises :class:`OmiConfigError` naming
+    ``setting`` for anything else. ``True`` makes a new :class:`MemoryStore`: call once per app."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return MemoryStore(max_entries, when_full=when_full)
+    if isinstance(value, (MemoryStateRegistry, RedisStateRegistry)):
+        return value.store
+    if isinstance(value, KeyStore):
+        return value
+    if isinstance(value, DeliveryLedger):
+        return _LedgerAsStore(value)
+    if _is_redis(value):
+        return RedisStore(value, prefix)
+    if isinstance(value, StateRegistry):
+        return _RegistryAsStore(value)
+    raise OmiConfigError(
+        f"{setting} must be True (this process), False, the app's Redis client (every instance) or "
+        f"a flask_omi.stores.KeyStore; got {type(value).__name__}."
+    )
+
+
+def hashed_key(value: str) -> str:
+    """What is stored for a secret such as a state: its SHA-256, so the store never holds it."""
+    return hashlib.sha256(value.encode("ascii")).hexdigest()
