@@ -33,6 +33,15 @@ def make_app(bp: OmiBlueprint | None = None, **config: object) -> Flask:
     return app
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A redis-server of this test module's own, on a free loopback port."""
+    from .attack.servers import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
 @pytest.fixture
 def bp() -> OmiBlueprint:
     """A fresh blueprint per test, so callbacks registered in one test never leak into another."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from flask_omi import MemoryStateRegistry, OmiBlueprint
 
 from .conftest import cli_streams, make_app
+from .helpers import free_port
 
 #: Settings that pass every check on a public https host.
 GOOD = {
@@ -102,12 +102,6 @@ def test_login_url() -> None:
     assert result.exit_code == 0
     assert result.stdout.startswith("http://127.0.0.1:8765/v1/oauth/authorize?app_id=01TESTAPP&state=")
     assert "state_mismatch" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_fake_server_command(tmp_path: Path) -> None:

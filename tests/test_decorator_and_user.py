@@ -21,11 +21,8 @@ from flask_omi import (
     omi_login_required,
 )
 
-from .conftest import make_app, start_login
-
-
-def sign_in(client: FlaskClient, uid: str = "u1") -> None:
-    assert client.get(f"/omi/callback?uid={uid}&state={start_login(client)}").status_code == 302
+from .conftest import make_app
+from .helpers import sign_in
 
 
 def test_browser_is_sent_to_login_with_next(client: FlaskClient) -> None:

@@ -15,6 +15,8 @@ import requests
 
 from flask_omi.testing import FakeOmi
 
+from .conftest import Clock
+
 UID = {"uid": "u1"}
 
 
@@ -30,21 +32,13 @@ class Api:
         return requests.request(method, url, headers=headers, timeout=5, **kwargs)
 
 
-class FrozenClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def fake(clock: FrozenClock) -> Any:
+def fake(clock: Clock) -> Any:
     with FakeOmi(clock=clock) as fake:
         yield fake
 
@@ -130,7 +124,7 @@ def test_integration_key_of_another_app_is_invalid(fake: FakeOmi, api: Api) -> N
 
 # -- rate limits ------------------------------------------------------------------------------------
 def test_redis_db_window_starts_at_the_first_counted_request_and_refusals_count(
-    api: Api, clock: FrozenClock
+    api: Api, clock: Clock
 ) -> None:
     clock.now = 1_800_001_000.0  # not on an hour boundary: the window is not a clock hour
     answers = [api.call("POST", "/user/conversations", params=UID, json={"text": f"c{i}"}) for i in range(12)]
@@ -154,7 +148,7 @@ def test_redis_db_rate_limit_comes_before_app_checks(fake: FakeOmi, api: Api) ->
     assert api.call("POST", "/user/memories", params=stranger, json={"text": "x"}).status_code == 429
 
 
-def test_rate_limits_are_settings_of_the_fake(clock: FrozenClock) -> None:
+def test_rate_limits_are_settings_of_the_fake(clock: Clock) -> None:
     """OMI multiplies its limits in production (rate_limit_config.py RATE_LIMIT_BOOST)."""
     with FakeOmi(
         clock=clock, rate_limits={"integration:conversations": (2, 60), "integration:memories": (60, 3600)}
@@ -169,7 +163,7 @@ def test_rate_limits_are_settings_of_the_fake(clock: FrozenClock) -> None:
         assert codes == [200, 200, 429]
 
 
-def test_integration_notifications_nine_per_utc_hour(fake: FakeOmi, api: Api, clock: FrozenClock) -> None:
+def test_integration_notifications_nine_per_utc_hour(fake: FakeOmi, api: Api, clock: Clock) -> None:
     clock.now = 1_800_000_000.0 + 600  # ten minutes into a UTC hour
     answers = [api.call("POST", "/notification", params={**UID, "message": f"m{i}"}) for i in range(11)]
     assert [a.status_code for a in answers] == [200] * 9 + [429] * 2
@@ -291,7 +285,7 @@ def test_integration_conversations_defaults_and_filters(api: Api) -> None:
     )
 
 
-def test_integration_dates_end_of_day_and_bad_dates(api: Api, clock: FrozenClock) -> None:
+def test_integration_dates_end_of_day_and_bad_dates(api: Api, clock: Clock) -> None:
     clock.now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
     api.fake.add_conversation("u1", "morning")
     day = "2027-01-15"
@@ -361,7 +355,7 @@ def test_search_defaults_clamps_and_speakers(api: Api) -> None:
 
 
 # -- tasks ------------------------------------------------------------------------------------------
-def test_integration_tasks_filters_and_fields(api: Api, clock: FrozenClock) -> None:
+def test_integration_tasks_filters_and_fields(api: Api, clock: Clock) -> None:
     fake = api.fake
     fake.add_task("u1", "buy milk", due_at="2027-01-20T09:00:00+00:00", conversation_id="c1")
     fake.add_task("u1", "call mum", completed=True)

@@ -9,23 +9,15 @@ import pytest
 from flask import Flask
 
 from flask_omi import OmiBlueprint, OmiConfigError, omi_client
+from flask_omi.testing import FakeOmi
 
 from .conftest import make_app, start_login
+from .helpers import verifying_app as shared_verifying_app
 
 
 @pytest.fixture
-def verifying_app(fake_omi: object) -> Flask:
-    fake = fake_omi
-    _, key = fake.register_app("01TESTAPP", app_home_url="http://127.0.0.1:9/omi/callback")  # type: ignore[attr-defined]
-    fake.enable_app("enabled_user", "01TESTAPP")  # type: ignore[attr-defined]
-    return make_app(
-        OmiBlueprint(),
-        OMI_API_KEY=key,
-        OMI_API_BASE=fake.url,  # type: ignore[attr-defined]
-        OMI_VERIFY_UID=True,
-        OMI_VERIFY_TIMEOUT=2,
-        OMI_API_TIMEOUT=0.5,
-    )
+def verifying_app(fake_omi: FakeOmi) -> Flask:
+    return shared_verifying_app(fake_omi, enabled=("enabled_user",), api_timeout=0.5)
 
 
 def test_enabled_uid_signs_in_and_others_are_rejected(verifying_app: Flask) -> None:

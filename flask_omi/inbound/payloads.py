@@ -6,11 +6,46 @@ optional fields become None or empty. A body of the wrong shape raises ``Inbound
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InboundPayloadError
+
+T = TypeVar("T")
+#: The classes :func:`fast_new` builds, with their field names, checked once per class.
+_FAST_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def fast_new(cls: type[T], values: dict[str, Any]) -> T:
+    """An instance of the frozen dataclass ``cls`` holding exactly ``values``, made without its
+    ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which is most
+    of the cost of typing a live transcript (many segments, many times a minute). Filling the
+    instance's ``__dict__`` gives the same object, as long as ``values`` names every field and the
+    class has no ``__post_init__`` or slots: both are checked, so a later change to a class fails
+    loudly here instead of building a broken object.
+    """
+    names = _FAST_FIELDS.get(cls)
+    if names is None:
+        names = _fast_fields(cls)
+    if values.keys() != names:
+        raise TypeError(f"{cls.__name__} has the fields {sorted(names)}, not {sorted(values)}")
+    instance = object.__new__(cls)
+    instance.__dict__.update(values)
+    return instance
+
+
+def _fast_fields(cls: type) -> frozenset[str]:
+    if not dataclasses.is_dataclass(cls) or "__slots__" in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} cannot be built by fast_new: it needs its own __init__")
+    fields = dataclasses.fields(cls)
+    if not all(f.init for f in fields):
+        raise TypeError(f"{cls.__name__} cannot be built by fast_new: a field is not set by __init__")
+    names = _FAST_FIELDS[cls] = frozenset(f.name for f in fields)
+    return names
 
 
 def _invalid(reason: str) -> InboundPayloadError:
@@ -85,18 +120,17 @@ class TranscriptSegment:
                 and type(start) in _PLAIN_NUMBERS
                 and type(end) in _PLAIN_NUMBERS
             ):
-                # Filling the instance's __dict__ skips the frozen dataclass's field-by-field
-                # object.__setattr__, which is most of the cost; the result is the same object.
-                segment = object.__new__(cls)
-                segment.__dict__.update(
-                    text=text,
-                    speaker=speaker,
-                    is_user=bool(value.get("is_user", False)),
-                    start=None if start is None else float(start),
-                    end=None if end is None else float(end),
-                    raw=value,
+                return fast_new(
+                    cls,
+                    {
+                        "text": text,
+                        "speaker": speaker,
+                        "is_user": bool(value.get("is_user", False)),
+                        "start": None if start is None else float(start),
+                        "end": None if end is None else float(end),
+                        "raw": value,
+                    },
                 )
-                return segment
         data = _object(value, "a transcript segment")
         return cls(
             text=_str(data, "text") or "",
@@ -190,16 +224,17 @@ class TranscriptBatch:
         data = _object(value, "the transcript batch")
         if "segments" not in data:
             raise _invalid("'segments' is required")
-        batch = object.__new__(cls)  # as for segments: a transcript arrives many times a minute
-        batch.__dict__.update(
-            uid=uid,
-            session_id=_str(data, "session_id"),
-            segments=[TranscriptSegment.from_json(s) for s in _list(data, "segments")],
-            raw=data,
-            delivery_id=delivery_id,
-            idempotency_key=idempotency_key,
+        return fast_new(  # as for segments: a transcript arrives many times a minute
+            cls,
+            {
+                "uid": uid,
+                "session_id": _str(data, "session_id"),
+                "segments": [TranscriptSegment.from_json(s) for s in _list(data, "segments")],
+                "raw": data,
+                "delivery_id": delivery_id,
+                "idempotency_key": idempotency_key,
+            },
         )
-        return batch
 
 
 @dataclass(frozen=True)

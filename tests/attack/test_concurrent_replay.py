@@ -10,7 +10,6 @@ import hashlib
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -19,16 +18,10 @@ from flask_omi import MemoryStateRegistry, OmiBlueprint, OmiConfigError
 
 from ..conftest import make_app, start_login
 from .load import finish, start, whoami
-from .servers import gunicorn, redis_server
+from .servers import gunicorn
 
 RACERS = 20
 VERIFY_DELAY = "0.5"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def race(bases: list[str], cookie: str, state: str, uid: str) -> Counter[str]:

@@ -4,7 +4,6 @@ timeout, with a clear error, and stores nothing half-way."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,10 @@ import pytest
 from flask import Flask
 
 from example_app import create_app
-from flask_omi import OmiBlueprint
 from flask_omi.testing import FakeOmi, sign_in_test_client
 
-from ..conftest import make_app, start_login
+from ..conftest import start_login
+from ..helpers import verifying_app as shared_verifying_app
 
 VERIFY_TIMEOUT = 1.5
 FAULTS: list[tuple[str, dict[str, Any]]] = [
@@ -30,22 +29,12 @@ FAULTS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOmi]:
-    with FakeOmi() as fake:
-        yield fake
+def fake(fake_omi: FakeOmi) -> FakeOmi:
+    return fake_omi
 
 
 def verifying_app(fake: FakeOmi, base_url: str | None = None) -> Flask:
-    _, key = fake.register_app("01TESTAPP", app_home_url="http://127.0.0.1:9/omi/callback")
-    fake.enable_app("u1", "01TESTAPP")
-    return make_app(
-        OmiBlueprint(),
-        OMI_API_KEY=key,
-        OMI_API_BASE=base_url or fake.url,
-        OMI_VERIFY_UID=True,
-        OMI_VERIFY_TIMEOUT=VERIFY_TIMEOUT,
-        OMI_API_TIMEOUT=1.0,
-    )
+    return shared_verifying_app(fake, base_url=base_url, verify_timeout=VERIFY_TIMEOUT)
 
 
 def assert_fails_closed_in_time(app: Flask) -> None:

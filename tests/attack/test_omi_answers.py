@@ -35,32 +35,25 @@ from flask_omi.testing import FakeOmi, LiveServer
 from flask_omi.transport import error_for, header_int, header_seconds
 
 from ..conftest import make_app, start_login
+from ..helpers import verifying_app
 
 APP_ID = "01TESTAPP"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOmi]:
-    with FakeOmi() as fake:
-        yield fake
+def fake(fake_omi: FakeOmi) -> FakeOmi:
+    return fake_omi
 
 
 @pytest.fixture
-def key(fake: FakeOmi) -> str:
-    _, key = fake.register_app(APP_ID, app_home_url="http://127.0.0.1:9/omi/callback")
-    fake.enable_app("u1", APP_ID)
-    return key
+def app(fake: FakeOmi) -> Flask:
+    """OMI_VERIFY_UID on; u1 enabled the app."""
+    return verifying_app(fake)
 
 
-def verifying_app(fake: FakeOmi, key: str) -> Flask:
-    return make_app(
-        OmiBlueprint(),
-        OMI_API_KEY=key,
-        OMI_API_BASE=fake.url,
-        OMI_VERIFY_UID=True,
-        OMI_VERIFY_TIMEOUT=2,
-        OMI_API_TIMEOUT=1,
-    )
+@pytest.fixture
+def key(app: Flask) -> str:
+    return str(app.config["OMI_API_KEY"])
 
 
 def detail(text: str) -> str:
@@ -87,10 +80,10 @@ UNCERTAIN = [
 
 @pytest.mark.parametrize(("name", "status", "body"), UNCERTAIN, ids=[u[0] for u in UNCERTAIN])
 def test_verify_uid_fails_closed_on_every_answer_it_does_not_understand(
-    fake: FakeOmi, key: str, name: str, status: int, body: str, caplog: pytest.LogCaptureFixture
+    app: Flask, fake: FakeOmi, key: str, name: str, status: int, body: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.inject_fault("/memories", status=status, body=body, times=5)
-    client = verifying_app(fake, key).test_client()
+    client = app.test_client()
     with caplog.at_level(logging.ERROR, logger="flask_omi"):
         response = client.get(f"/omi/callback?uid=u1&state={start_login(client)}")
     assert response.status_code == 503, name
@@ -103,15 +96,14 @@ def test_verify_uid_fails_closed_on_every_answer_it_does_not_understand(
 @pytest.mark.parametrize(
     "wording", ["App is not enabled for this user", "User does not have this app installed"]
 )
-def test_verify_uid_rejects_only_on_omis_not_enabled_answers(fake: FakeOmi, key: str, wording: str) -> None:
+def test_verify_uid_rejects_only_on_omis_not_enabled_answers(app: Flask, fake: FakeOmi, wording: str) -> None:
     fake.inject_fault("/memories", status=403, body=detail(wording), times=1)
-    client = verifying_app(fake, key).test_client()
+    client = app.test_client()
     response = client.get(f"/omi/callback?uid=u1&state={start_login(client)}")
     assert response.status_code == 400 and ">uid_rejected<" in response.get_data(as_text=True)
 
 
-def test_verify_uid_accepts_a_page_or_omis_missing_capability_answer(fake: FakeOmi, key: str) -> None:
-    app = verifying_app(fake, key)
+def test_verify_uid_accepts_a_page_or_omis_missing_capability_answer(app: Flask, fake: FakeOmi) -> None:
     client = app.test_client()
     assert client.get(f"/omi/callback?uid=u1&state={start_login(client)}").status_code == 302
     fake.inject_fault(
@@ -271,9 +263,8 @@ class ExplodingSession(requests.Session):
 
 
 def test_an_unexpected_failure_while_verifying_fails_closed(
-    fake: FakeOmi, key: str, caplog: pytest.LogCaptureFixture
+    app: Flask, fake: FakeOmi, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = verifying_app(fake, key)
     app.extensions["omi"].client = OmiClient(APP_ID, key, base_url=fake.url, session=ExplodingSession())
     client = app.test_client()
     with caplog.at_level(logging.ERROR, logger="flask_omi"):

@@ -13,11 +13,8 @@ from flask.testing import FlaskClient
 from example_app import create_app
 from flask_omi import omi_login_required
 
-from ..conftest import make_app, start_login
-
-
-def sign_in(client: FlaskClient, uid: str = "u1") -> None:
-    assert client.get(f"/omi/callback?uid={uid}&state={start_login(client)}").status_code == 302
+from ..conftest import make_app
+from ..helpers import sign_in
 
 
 def test_a_signed_out_options_request_gets_flasks_default_answer() -> None:

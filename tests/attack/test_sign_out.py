@@ -6,18 +6,16 @@ limit is shown here, as SECURITY.md states it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask, session
 from flask.testing import FlaskClient
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
 from flask_omi import OmiBlueprint, current_omi_user, omi_logged_in, omi_logged_out
 
-from ..conftest import make_app, start_login
-from .servers import redis_server
+from ..conftest import make_app
+from ..helpers import sign_in as shared_sign_in
 
 
 class User(UserMixin):
@@ -58,7 +56,8 @@ def bridged_app(**config: Any) -> Flask:
 
 
 def sign_in(client: FlaskClient, uid: str = "u1") -> None:
-    assert client.get(f"/omi/callback?uid={uid}&state={start_login(client)}").status_code == 302
+    """Sign in, then put a book in the cart: something of the app's own in the session."""
+    shared_sign_in(client, uid)
     client.post("/cart")
 
 
@@ -92,12 +91,6 @@ def test_a_cookie_session_copied_before_sign_out_still_works() -> None:
     thief = app.test_client()
     thief.set_cookie("session", copied.value)
     assert thief.get("/both").get_json()["omi"] == "u1"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def test_with_server_side_sessions_sign_out_gives_a_new_id_and_the_old_one_is_dead(redis_url: str) -> None:

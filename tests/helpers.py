@@ -1,0 +1,48 @@
+"""Helpers that several test modules share: one copy each, so that they cannot drift apart."""
+
+from __future__ import annotations
+
+import socket
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_omi import OmiBlueprint
+from flask_omi.testing import FakeOmi
+
+from .conftest import APP_ID, make_app, start_login
+
+
+def sign_in(client: FlaskClient, uid: str = "u1") -> None:
+    """Sign ``client`` in through the real login and callback routes."""
+    answer = client.get(f"/omi/callback?uid={uid}&state={start_login(client)}")
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def verifying_app(
+    fake: FakeOmi,
+    *,
+    enabled: tuple[str, ...] = ("u1",),
+    base_url: str | None = None,
+    verify_timeout: float = 2.0,
+    api_timeout: float = 1.0,
+) -> Flask:
+    """An app with ``OMI_VERIFY_UID`` on, registered in ``fake``, where ``enabled`` enabled it."""
+    _, key = fake.register_app(APP_ID, app_home_url="http://127.0.0.1:9/omi/callback")
+    for uid in enabled:
+        fake.enable_app(uid, APP_ID)
+    return make_app(
+        OmiBlueprint(),
+        OMI_API_KEY=key,
+        OMI_API_BASE=base_url or fake.url,
+        OMI_VERIFY_UID=True,
+        OMI_VERIFY_TIMEOUT=verify_timeout,
+        OMI_API_TIMEOUT=api_timeout,
+    )

@@ -1,0 +1,351 @@
+"""The layout docs/architecture.md describes, kept true: no import circles, a core that imports no
+Flask, old module paths that still work (and warn), one source for every default, and every
+``OMI_*`` key checked at start-up by every flask-omi blueprint."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+import flask_omi
+from flask_omi import OmiBlueprint, OmiConfigError, OmiTools, OmiWebhooks, TranscriptBatch, TranscriptSegment
+from flask_omi.config import DEFAULTS
+from flask_omi.inbound.payloads import fast_new
+
+PACKAGE = Path(flask_omi.__file__).parent
+
+#: Modules that must work without Flask: the API client, the stores, the signature schemes, the
+#: payload types and the tool declarations (docs/architecture.md, "Framework-neutral core").
+FRAMEWORK_NEUTRAL = (
+    "flask_omi.client",
+    "flask_omi.transport",
+    "flask_omi.models",
+    "flask_omi.config",
+    "flask_omi.stores",
+    "flask_omi.state",
+    "flask_omi.validation",
+    "flask_omi.inbound.protocol",
+    "flask_omi.inbound.signing",
+    "flask_omi.inbound.request_signing",
+    "flask_omi.inbound.payloads",
+    "flask_omi.inbound.tool_spec",
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports at run time, at any depth (TYPE_CHECKING blocks excepted)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _is_type_checking_block(child):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    anchor = package.split(".")
+                    anchor = anchor[: len(anchor) - (child.level - 1)]
+                    base = ".".join([*anchor, base]) if base else ".".join(anchor)
+                found.add(base)
+                # "from . import views" imports a submodule
+                found.update(f"{base}.{alias.name}" for alias in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = set()
+        for target in _imports(path):
+            if target in modules and target != name:
+                graph[name].add(target)
+            elif not target.startswith("flask_omi"):
+                graph[name].add(target.split(".")[0])
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle among flask_omi's modules, or None. An import of a module's own parent
+    package is left out: Python has started that package before the module, so it never waits."""
+
+    def ancestor(package: str, module: str) -> bool:
+        return module.startswith(package + ".")
+
+    edges = {
+        name: {t for t in targets if t in graph and not ancestor(t, name)} for name, targets in graph.items()
+    }
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def walk(node: str) -> list[str] | None:
+        if node in visiting:
+            return [*visiting[visiting.index(node) :], node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for target in sorted(edges[node]):
+            found = walk(target)
+            if found:
+                return found
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(edges):
+        if found := walk(start):
+            return found
+    return None
+
+
+def test_no_import_circles() -> None:
+    assert _cycle(_graph()) is None
+
+
+def test_the_cycle_finder_finds_a_circle() -> None:
+    # 0.2's circle: the CLI imported the testing package, whose connect module imported the CLI.
+    graph = {
+        "p": {"p.cli"},
+        "p.cli": {"p", "p.testing", "flask"},
+        "p.testing": {"p", "p.testing.connect"},
+        "p.testing.connect": {"p.cli", "p.testing"},
+    }
+    assert _cycle(graph) == ["p.cli", "p.testing", "p.testing.connect", "p.cli"]
+
+
+@pytest.mark.parametrize("module", FRAMEWORK_NEUTRAL)
+def test_the_core_imports_no_flask(module: str) -> None:
+    graph = _graph()
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(graph.get(current, ()))
+    assert "flask" not in seen, f"{module} reaches Flask through {sorted(seen & set(graph))}"
+
+
+# -- old paths -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("flask_omi.signing", "signature_header", "flask_omi.inbound.signing"),
+        ("flask_omi.request_signing", "signed_headers", "flask_omi.inbound.request_signing"),
+        ("flask_omi.webhooks", "OmiWebhooks", "flask_omi.inbound.webhooks"),
+        ("flask_omi.tools", "OmiTools", "flask_omi.inbound.tools"),
+        ("flask_omi.tool_spec", "ToolError", "flask_omi.inbound.tool_spec"),
+        ("flask_omi.webhook_payloads", "TranscriptBatch", "flask_omi.inbound.payloads"),
+        ("flask_omi.dedup", "MemoryDeliveryLedger", "flask_omi.stores"),
+        ("flask_omi.registry", "RedisStateRegistry", "flask_omi.stores"),
+    ],
+)
+def test_moved_modules_still_import_and_warn(old: str, name: str, new: str) -> None:
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError):
+        module.no_such_name  # noqa: B018
+
+
+def test_renamed_typed_dicts_still_import_and_warn() -> None:
+    from flask_omi import models
+
+    with pytest.warns(DeprecationWarning, match="TranscriptSegment is now TranscriptSegmentDict"):
+        assert models.TranscriptSegment is models.TranscriptSegmentDict  # type: ignore[attr-defined]
+
+
+PUBLIC_API_0_2 = """
+ANONYMOUS AnonymousOmiUser AudioChunk ConversationCreated DeliveryLedger MemoryDeliveryLedger MemoryStateRegistry
+Notify OmiApiError OmiAppNotEnabled OmiAuthError OmiBlueprint OmiCallbackError OmiClient OmiConfigError OmiError
+OmiNotFound OmiPermissionError OmiRateLimited OmiServerError OmiSignInError OmiTools OmiTransportError OmiUser
+OmiValidationError OmiWebhookError OmiWebhooks RedisDeliveryLedger RedisStateRegistry StateCheckUnavailable
+StateExpired StateMismatch StateMissing StateRegistry StateReused StateSuperseded Structured ToolError
+TranscriptBatch TranscriptSegment UidInvalid UidMissing UidRejected UidVerificationUnavailable WebhookPayloadError
+WebhookSignatureError current_omi_user login_omi_user logout_omi_user omi_bp omi_client omi_logged_in
+omi_logged_out omi_login_failed omi_login_required omi_tools omi_webhooks
+"""
+
+
+def test_the_public_api_is_unchanged() -> None:
+    """``flask_omi.__all__`` as of 0.2: nothing removed or renamed by the layout change."""
+    assert set(flask_omi.__all__) == set(PUBLIC_API_0_2.split())
+    for name in flask_omi.__all__:
+        assert getattr(flask_omi, name) is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from flask_omi import OmiWebhookError, WebhookPayloadError, WebhookSignatureError
+        from flask_omi.errors import InboundPayloadError, InboundSignatureError, OmiInboundError
+    assert (OmiWebhookError, WebhookSignatureError, WebhookPayloadError) == (
+        OmiInboundError,
+        InboundSignatureError,
+        InboundPayloadError,
+    )
+
+
+# -- one source for every default ------------------------------------------------------------------
+def test_defaults_have_one_source() -> None:
+    from flask_omi import OmiClient
+    from flask_omi.inbound import signing
+    from flask_omi.transport import DEFAULT_MAX_RESPONSE_BYTES
+
+    client = OmiClient("app", "sk_key")
+    assert repr(client) == f"OmiClient(app_id='app', base_url={DEFAULTS['OMI_API_BASE']!r})"
+    assert DEFAULTS["OMI_API_MAX_RESPONSE_BYTES"] == DEFAULT_MAX_RESPONSE_BYTES
+    assert DEFAULTS["OMI_WEBHOOK_TOLERANCE"] == signing.DEFAULT_TOLERANCE
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "config.py":
+            text = path.read_text()
+            assert "api.omi.me" not in text or "OMI_API_BASE" in text, path
+            assert "32 * 1024 * 1024" not in text, path
+
+
+# -- every key checked by every blueprint ----------------------------------------------------------
+BAD_VALUES: dict[str, Any] = {
+    "OMI_APP_ID": 12345,
+    "OMI_STATE_MAX_AGE": "600",
+    "OMI_MAX_PENDING_SIGNINS": 0,
+    "OMI_LOGIN_REDIRECT": "//evil.example",
+    "OMI_LOGOUT_REDIRECT": 7,
+    "OMI_LOGOUT_ALLOW_GET": "no",
+    "OMI_LOGOUT_CLEAR_SESSION": None,
+    "OMI_STATE_REGISTRY": "redis://127.0.0.1:6379",
+    "OMI_VERIFY_UID": "yes",
+    "OMI_VERIFY_TIMEOUT": -1,
+    "OMI_API_BASE": "api.omi.me",
+    "OMI_API_KEY": "",
+    "OMI_API_TIMEOUT": 0,
+    "OMI_API_WRITE_TIMEOUT": True,
+    "OMI_API_MAX_ATTEMPTS": 2.5,
+    "OMI_API_DEADLINE": "30",
+    "OMI_API_MAX_RESPONSE_BYTES": -5,
+    "OMI_WEBHOOK_SECRET": b"whsec_bytes",
+    "OMI_WEBHOOK_MAX_BYTES": "5MB",
+    "OMI_WEBHOOK_TOLERANCE": "300",
+    "OMI_WEBHOOK_DEDUP": "yes",
+    "OMI_WEBHOOK_DEDUP_TTL": 0,
+    "OMI_TOOLS_SECRET": 42,
+    "OMI_TOOLS_MAX_BYTES": 0,
+    "OMI_TOOLS_DEDUP": object(),
+}
+
+
+def test_every_key_has_a_bad_value_here() -> None:
+    assert set(BAD_VALUES) == set(DEFAULTS)
+
+
+def _blueprints() -> list[Any]:
+    return [OmiBlueprint(), OmiWebhooks(), OmiTools()]
+
+
+@pytest.mark.parametrize("key", sorted(BAD_VALUES))
+@pytest.mark.parametrize("kind", ["OmiBlueprint", "OmiWebhooks", "OmiTools"])
+def test_a_bad_value_fails_at_registration_with_its_name(key: str, kind: str) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k" * 40, OMI_APP_ID="01APP", OMI_API_KEY="sk_key")
+    app.config[key] = BAD_VALUES[key]
+    blueprint = next(bp for bp in _blueprints() if type(bp).__name__ == kind)
+    with pytest.raises(OmiConfigError, match=key):
+        app.register_blueprint(blueprint)
+    assert not any(name.startswith("omi") for name in app.extensions)
+
+
+@pytest.mark.parametrize("kind", ["OmiBlueprint", "OmiWebhooks", "OmiTools"])
+def test_a_misspelt_key_is_named_with_the_right_one(kind: str) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k" * 40, OMI_APP_ID="01APP", OMI_WEBHOK_SECRET="whsec_x")
+    blueprint = next(bp for bp in _blueprints() if type(bp).__name__ == kind)
+    with pytest.raises(
+        OmiConfigError,
+        match=r"OMI_WEBHOK_SECRET is not a flask-omi setting\. Did you mean OMI_WEBHOOK_SECRET",
+    ):
+        app.register_blueprint(blueprint)
+
+
+def test_good_values_of_every_kind_are_taken() -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="k" * 40,
+        OMI_APP_ID="01APP",
+        OMI_LOGIN_REDIRECT="https://app.example.com/welcome",
+        OMI_API_BASE="http://127.0.0.1:8765",
+        OMI_STATE_MAX_AGE=300.5,
+        OMI_WEBHOOK_DEDUP=False,
+        OMI_TOOLS_DEDUP=True,
+        OMI_STATE_REGISTRY=True,
+    )
+    for blueprint in _blueprints():
+        app.register_blueprint(blueprint)
+    assert {"omi", "omi_webhooks", "omi_tools"} <= set(app.extensions)
+
+
+# -- fast construction of payloads -----------------------------------------------------------------
+SEGMENT = {"text": "hi", "speaker": "SPEAKER_0", "is_user": True, "start": 1, "end": 2.5, "person_id": "p"}
+
+
+def test_the_fast_path_builds_what_the_constructor_builds() -> None:
+    fast = TranscriptSegment.from_json(dict(SEGMENT))
+    slow = TranscriptSegment(text="hi", speaker="SPEAKER_0", is_user=True, start=1.0, end=2.5, raw=SEGMENT)
+    assert fast == slow and vars(fast) == vars(slow)
+    batch = TranscriptBatch.from_json("u1", {"session_id": "s", "segments": [SEGMENT]}, delivery_id="d")
+    built = TranscriptBatch(
+        uid="u1",
+        session_id="s",
+        segments=[slow],
+        raw={"session_id": "s", "segments": [SEGMENT]},
+        delivery_id="d",
+    )
+    assert batch == built and vars(batch) == vars(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.text = "changed"  # type: ignore[misc]
+
+
+def test_the_fast_path_refuses_a_field_set_that_does_not_match() -> None:
+    with pytest.raises(TypeError, match="has the fields"):
+        fast_new(TranscriptSegment, {"text": "hi"})
+
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            raise AssertionError
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Slotted:
+        a: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Derived:
+        a: int
+        b: int = dataclasses.field(init=False, default=0)
+
+    for cls in (Checked, Slotted, Derived):
+        with pytest.raises(TypeError, match="cannot be built by fast_new"):
+            fast_new(cls, {"a": 1})
