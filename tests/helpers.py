@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -46,3 +47,11 @@ def verifying_app(
         OMI_VERIFY_TIMEOUT=verify_timeout,
         OMI_API_TIMEOUT=api_timeout,
     )
+
+
+def assert_refused(response: Any, status: int, reason: str) -> None:
+    """A refusal as its reader sees it: the status, and the reason in the body (a JSON ``error``
+    or ``detail``, or the text of an error page), so that a refusal for another reason fails."""
+    text = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
+    assert response.status_code == status, (response.status_code, text[:500])
+    assert reason in text, text[:500]

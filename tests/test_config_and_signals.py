@@ -11,6 +11,7 @@ from flask_omi import OmiBlueprint, OmiConfigError, omi_logged_in, omi_logged_ou
 from flask_omi.config import DEFAULTS
 
 from .conftest import make_app, start_login
+from .helpers import assert_refused
 
 
 def test_missing_app_id_fails_at_registration() -> None:
@@ -80,6 +81,6 @@ def test_flask_login_app_signs_its_own_user_in_from_omi_logged_in() -> None:
         return f"flask-login user {current_user.id}, session has omi uid {session['_omi_uid']}"
 
     client = app.test_client()
-    assert client.get("/account").status_code == 401
+    assert_refused(client.get("/account"), 401, "Unauthorized")
     client.get(f"/omi/callback?uid=u42&state={start_login(client)}")
     assert client.get("/account").get_data(as_text=True) == "flask-login user u42, session has omi uid u42"

@@ -22,7 +22,7 @@ from flask_omi import (
 )
 
 from .conftest import make_app
-from .helpers import sign_in
+from .helpers import assert_refused, sign_in
 
 
 def test_browser_is_sent_to_login_with_next(client: FlaskClient) -> None:
@@ -62,7 +62,7 @@ def test_json_body_without_html_accept_gets_401(app: Flask, client: FlaskClient)
     def create_item() -> str:
         return "created"
 
-    assert client.post("/api/items", json={"a": 1}, headers={"Accept": ""}).status_code == 401
+    assert_refused(client.post("/api/items", json={"a": 1}, headers={"Accept": ""}), 401, "login_required")
     sign_in(client)
     assert client.post("/api/items", json={"a": 1}).get_data(as_text=True) == "created"
 

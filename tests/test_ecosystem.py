@@ -21,6 +21,7 @@ from flask_omi.contrib.flask_login import FlaskLoginBridge
 from flask_omi.testing import sign_in_test_client, sign_out_test_client
 
 from .conftest import make_app, start_login
+from .helpers import assert_refused
 
 SECRET = "3c1d7f0b9e2a48d6a5f1c0e9b7d3a2f4"
 
@@ -104,7 +105,7 @@ def test_real_sign_in_then_omi_sign_out_signs_out_of_both() -> None:
     client.post("/omi/logout")
     assert both(client)["omi"] is None and both(client)["flask_login"] is None
     assert client.get_cookie("remember_token") is None
-    assert client.get("/members").status_code == 401
+    assert_refused(client.get("/members"), 401, "Unauthorized")
 
 
 def test_the_apps_own_logout_signs_out_of_omi_too() -> None:
@@ -113,7 +114,7 @@ def test_the_apps_own_logout_signs_out_of_omi_too() -> None:
     assert client.post("/app-logout").get_data(as_text=True) == "out"
     assert both(client) == {"omi": None, "flask_login": None, "planted": None}
     assert client.get_cookie("remember_token") is None  # not signed back in by the remember cookie
-    assert client.get("/members").status_code == 401
+    assert_refused(client.get("/members"), 401, "Unauthorized")
 
 
 def test_a_flask_login_only_user_signs_out_fully_and_a_signed_out_logout_changes_nothing() -> None:

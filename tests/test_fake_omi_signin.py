@@ -11,6 +11,8 @@ from flask import Flask
 
 from flask_omi.testing import FakeOmi, FakeOmiRefused, LiveServer
 
+from .helpers import assert_refused
+
 
 @pytest.fixture
 def setup_server() -> Iterator[tuple[LiveServer, dict[str, object]]]:
@@ -42,10 +44,10 @@ def authorize(fake: FakeOmi, app_id: str = "app1", state: str | None = "S1") -> 
 
 def test_authorize_page_errors(fake_omi: FakeOmi) -> None:
     fake_omi.register_app("nohome", app_home_url=None)
-    assert requests.get(f"{fake_omi.url}/v1/oauth/authorize", timeout=5).status_code == 422
+    assert_refused(requests.get(f"{fake_omi.url}/v1/oauth/authorize", timeout=5), 422, "app_id")
     missing = requests.get(authorize(fake_omi, "unknown"), timeout=5)
     assert (missing.status_code, missing.json()) == (404, {"detail": "App not found"})
-    assert requests.get(authorize(fake_omi, "nohome"), timeout=5).status_code == 400
+    assert_refused(requests.get(authorize(fake_omi, "nohome"), timeout=5), 400, "App home URL not configured")
 
 
 def test_authorize_page_lists_permissions(fake_omi: FakeOmi) -> None:
@@ -74,13 +76,13 @@ def test_token_errors(fake_omi: FakeOmi) -> None:
     fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb")
     token = f"{fake_omi.url}/v1/oauth/token"
     bad = requests.post(token, data={"firebase_id_token": "forged", "app_id": "app1"}, timeout=5)
-    assert bad.status_code == 401
+    assert_refused(bad, 401, "Invalid Firebase ID token")
     ok_token = "fake-id-token:u1"
     assert (
         requests.post(token, data={"firebase_id_token": ok_token, "app_id": "zzz"}, timeout=5).status_code
         == 404
     )
-    assert requests.post(token, data={"app_id": "app1"}, timeout=5).status_code == 422
+    assert_refused(requests.post(token, data={"app_id": "app1"}, timeout=5), 422, "Field required")
     fake_omi.register_app("nohome", app_home_url=None)
     assert (
         requests.post(token, data={"firebase_id_token": ok_token, "app_id": "nohome"}, timeout=5).status_code

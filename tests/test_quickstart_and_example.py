@@ -14,6 +14,8 @@ from example_app import create_app
 from example_app.__main__ import DEMO_UID, demo_app
 from flask_omi.testing import FakeOmi, LiveServer, sign_in_test_client
 
+from .helpers import assert_refused
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -118,7 +120,9 @@ def test_example_dashboard_lists_and_adds_memories(tmp_path: Path, fake_omi: Fak
     assert "<li>Knows three languages</li>" in page
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert token
-    assert client.post("/memories", data={"content": "x", "csrf_token": "forged"}).status_code == 400
+    assert_refused(
+        client.post("/memories", data={"content": "x", "csrf_token": "forged"}), 400, "Bad Request"
+    )
     added = client.post(
         "/memories", data={"content": "Runs on Tuesdays", "csrf_token": token.group(1)}, follow_redirects=True
     )
@@ -146,7 +150,7 @@ def test_demo_lists_conversations_the_fake_omi_posts_to_its_webhook(tmp_path: Pa
             token = re.search(r'name="csrf_token" value="([^"]+)"', page)
             assert token
             forged = browser.post(f"{server.url}/demo/send-conversation", data={"csrf_token": "x"}, timeout=5)
-            assert forged.status_code == 400
+            assert_refused(forged, 400, "Bad Request")
             after = browser.post(
                 f"{server.url}/demo/send-conversation", data={"csrf_token": token.group(1)}, timeout=10
             )
@@ -156,6 +160,6 @@ def test_demo_lists_conversations_the_fake_omi_posts_to_its_webhook(tmp_path: Pa
             unsigned = requests.post(
                 f"{server.url}/omi/webhooks/conversation?uid={DEMO_UID}", json={}, timeout=5
             )
-            assert unsigned.status_code == 401
+            assert_refused(unsigned, 401, "signature_missing")
     finally:
         fake.stop()

@@ -20,6 +20,7 @@ from flask_omi.inbound.tool_spec import ToolCallError, describe
 from flask_omi.testing import FakeOmi, LiveApp
 
 from .conftest import cli_streams
+from .helpers import assert_refused
 
 SECRET = "whsec_tools_secret"
 APP_ID = "tools-app"
@@ -230,22 +231,22 @@ def test_unsigned_tampered_and_unknown_calls(live: LiveApp) -> None:
     body = json.dumps(CALL).encode()
     headers = signed_headers(SECRET, method="POST", path="/omi/tools/search_notes", query="", body=body)
     tampered = requests.post(url, data=body.replace(b"tea", b"cake"), headers=headers, timeout=5)
-    assert tampered.status_code == 401
+    assert_refused(tampered, 401, "does not match")
     moved = signed("POST", f"{live.url}/omi/tools/average", {**CALL, "tool_name": "average"})
     assert moved.status_code == 400  # the arguments of another tool
     assert requests.post(f"{live.url}/omi/tools/nothing", json=CALL, timeout=5).status_code == 404
-    assert requests.get(url, timeout=5).status_code == 405
+    assert_refused(requests.get(url, timeout=5), 405, "is called with POST")
     nested: Any = 1
     for _ in range(40):
         nested = [nested]
     deep = signed("POST", url, {**CALL, "query": nested})
-    assert deep.status_code == 400
+    assert_refused(deep, 400, "nests deeper")
 
 
 def test_oversized_calls_are_413(fake_omi: FakeOmi) -> None:
     app = build(OMI_TOOLS_MAX_BYTES=100)
     answer = app.test_client().post("/omi/tools/search_notes", json={**CALL, "query": "x" * 200})
-    assert answer.status_code == 413
+    assert_refused(answer, 413, "over")
 
 
 def test_without_a_secret_calls_are_unsigned(fake_omi: FakeOmi) -> None:

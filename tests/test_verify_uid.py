@@ -12,6 +12,7 @@ from flask_omi import OmiBlueprint, OmiConfigError, omi_client
 from flask_omi.testing import FakeOmi
 
 from .conftest import make_app, start_login
+from .helpers import assert_refused
 from .helpers import verifying_app as shared_verifying_app
 
 
@@ -66,7 +67,9 @@ def test_omi_down_fails_closed() -> None:
         OMI_VERIFY_TIMEOUT=1,
     )
     client = app.test_client()
-    assert client.get(f"/omi/callback?uid=u1&state={start_login(client)}").status_code == 503
+    assert_refused(
+        client.get(f"/omi/callback?uid=u1&state={start_login(client)}"), 503, "uid_verification_unavailable"
+    )
 
 
 def test_verify_needs_an_api_key() -> None:

@@ -18,6 +18,8 @@ from flask_omi import AudioChunk, ConversationCreated, OmiWebhooks, TranscriptBa
 from flask_omi.inbound.signing import signature_header, verify_signature
 from flask_omi.testing import FakeOmi, LiveServer, send_webhook, webhook_url
 
+from .helpers import assert_refused
+
 SECRET = "whsec_test_secret_0123456789"
 NOW = 1_800_000_000
 
@@ -372,7 +374,7 @@ def test_fake_omi_sends_each_kind_signed(live: LiveServer, recorder: Recorder) -
     assert recorder.events[0].structured.title == "Lunch with Sam about the move"
     assert recorder.events[2].sample_rate == 8000
     unsigned = send_webhook(f"{base}/conversation", "memory_creation", "u1", conversation)
-    assert unsigned.status_code == 401
+    assert_refused(unsigned, 401, "signature_missing")
     with pytest.raises(ValueError, match="trigger"):
         send_webhook(base, "sms", "u1", {})
 

@@ -14,7 +14,7 @@ from example_app import create_app
 from flask_omi import omi_login_required
 
 from ..conftest import make_app
-from ..helpers import sign_in
+from ..helpers import assert_refused, sign_in
 
 
 def test_a_signed_out_options_request_gets_flasks_default_answer() -> None:
@@ -99,7 +99,7 @@ def test_example_setup_writes_only_for_the_signed_in_uid(example: Flask) -> None
     store = example.extensions["example_setups"]
     client = example.test_client()
     sign_in(client, "u1")
-    assert client.get("/setup?uid=someone_else").status_code == 403
+    assert_refused(client.get("/setup?uid=someone_else"), 403, "Forbidden")
     token = token_from(client)
     client.post("/setup?uid=u1", data={"display_name": "Me", "csrf_token": token, "uid": "victim"})
     assert store.display_name("u1") == "Me" and store.display_name("victim") is None
