@@ -210,6 +210,35 @@ def test_a_replayed_call_is_refused(live: LiveApp) -> None:
     assert again.status_code == 409 and again.json() == {"error": "This tool call was already received."}
 
 
+def signed_in_process(client: Any, payload: dict[str, Any]) -> Any:
+    body = json.dumps(payload).encode()
+    headers = signed_headers(SECRET, method="POST", path="/omi/tools/search_notes", query="", body=body)
+    return client.post("/omi/tools/search_notes", data=body, headers=headers)
+
+
+def test_a_full_replay_store_refuses_calls_instead_of_forgetting() -> None:
+    """An in-process replay store never forgets a live delivery id to make room: a call it cannot
+    remember is refused (503, which OMI relays as an error), not run unchecked."""
+    from flask_omi.stores import MemoryStore
+
+    client = build(OMI_TOOLS_DEDUP=MemoryStore(1)).test_client()
+    assert signed_in_process(client, CALL).get_json() == {"result": "u1: 3 notes about tea"}
+    assert_refused(signed_in_process(client, CALL), 503, "Please try again shortly")
+
+
+def test_a_failing_replay_store_refuses_calls(caplog: pytest.LogCaptureFixture) -> None:
+    class Down:
+        def set(self, *args: object, **kwargs: object) -> None:
+            raise ConnectionError("redis is down")
+
+        get = delete = set
+
+    client = build(OMI_TOOLS_DEDUP=Down()).test_client()
+    with caplog.at_level(logging.ERROR, logger="flask_omi.tools"):
+        assert_refused(signed_in_process(client, CALL), 503, "Please try again shortly")
+    assert "OMI_TOOLS_DEDUP" in caplog.text and "redis is down" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("change", "status"),
     [

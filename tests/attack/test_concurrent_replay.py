@@ -7,9 +7,11 @@ store. Without a registry the race is real (the first test shows it), as SECURIT
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 from collections import Counter
+from typing import Any
 
 import pytest
 import requests
@@ -36,8 +38,9 @@ def race(bases: list[str], cookie: str, state: str, uid: str) -> Counter[str]:
         barrier.wait()
         answer = finish(browser, bases[n % len(bases)], uid, state)
         outcome = "signed_in" if answer.status_code == 302 else f"{answer.status_code}"
-        if answer.status_code == 400 and "state_reused" in answer.text:
-            outcome = "state_reused"
+        code = re.search(r">(state_[a-z]+)<", answer.text)
+        if answer.status_code == 400 and code:
+            outcome = code.group(1)
         with lock:
             outcomes[outcome] += 1
 
@@ -86,14 +89,22 @@ def test_with_a_redis_registry_exactly_one_wins(
 ) -> None:
     outcomes, late, signed_in_as = run_race(redis_url, sessions, "redis")
     record_property("cases", RACERS + 1)
-    assert outcomes == Counter({"signed_in": 1, "state_reused": RACERS - 1}), outcomes
+    # The promise is exactly one sign-in, every other racer refused for its state. Which state
+    # error a loser sees depends on when it reads the session: before the winner wrote it back
+    # (the registry answers state_reused) or after (the state is gone from the session, or a
+    # server-side session was renewed: state_mismatch). Both refuse; the mix is timing.
+    assert outcomes["signed_in"] == 1, outcomes
+    refused = {outcome: n for outcome, n in outcomes.items() if outcome != "signed_in"}
+    assert set(refused) <= {"state_reused", "state_mismatch"}, outcomes
+    assert sum(refused.values()) == RACERS - 1, outcomes
     assert "state_reused" in late or "state_mismatch" in late, late
     assert signed_in_as == ""
 
 
-def test_a_memory_registry_refuses_a_replay_with_an_old_cookie() -> None:
+@pytest.mark.parametrize("registry", [MemoryStateRegistry, lambda: True], ids=["MemoryStateRegistry", "True"])
+def test_a_memory_registry_refuses_a_replay_with_an_old_cookie(registry: Any) -> None:
     """One process, cookie sessions: the copied cookie still holds the state, the registry does not."""
-    app = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=MemoryStateRegistry())
+    app = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=registry())
     browser = app.test_client()
     state = start_login(browser)
     old_cookie = browser.get_cookie("session")
