@@ -51,7 +51,7 @@ def _floor_app() -> Flask:
 
 def _tools_app() -> Flask:
     app = Flask("tools")
-    app.config.update(OMI_APP_ID="bench-app", OMI_TOOLS_SECRET=SECRET)
+    app.config.update(OMI_APP_ID="bench-app", OMI_SIGNING_SECRET=SECRET)
     tools = OmiTools()
 
     @tools.tool
@@ -66,7 +66,7 @@ def _tools_app() -> Flask:
 
 def _webhooks_app() -> Flask:
     app = Flask("webhooks")
-    app.config.update(OMI_WEBHOOK_SECRET=SECRET)
+    app.config.update(OMI_SIGNING_SECRET=SECRET)
     hooks = OmiWebhooks()
     hooks.on_transcript(lambda batch: None)
     app.register_blueprint(hooks)

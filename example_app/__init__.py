@@ -36,8 +36,7 @@ ENV_KEYS = (
     "OMI_APP_ID",
     "OMI_API_KEY",
     "OMI_API_BASE",
-    "OMI_WEBHOOK_SECRET",
-    "OMI_TOOLS_SECRET",
+    "OMI_SIGNING_SECRET",
     "SECRET_KEY",
 )
 

@@ -16,41 +16,32 @@ from flask import Flask, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from flask_omi import current_omi_user, omi_login_required
-from flask_omi.testing import FakeOmi
+from flask_omi.testing import FakeOmi, connect_app
 
 from . import create_app, require_csrf_token
 
 DEMO_APP_ID = "example-app"
 DEMO_UID = "fake-user-1"
-DEMO_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
-DEMO_TOOLS_SECRET = "whsec_" + secrets.token_hex(16)
+#: The one signing secret OMI issues an app, for its webhooks and its chat tools.
+DEMO_SIGNING_SECRET = "whsec_" + secrets.token_hex(16)
 
 
 def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Flask, FakeOmi]:
     """The example wired to a fake OMI on loopback, with the default uid already set up."""
     base = f"http://127.0.0.1:{port}"
     fake = FakeOmi().start(fake_port)
-    _, api_key = fake.register_app(
-        DEMO_APP_ID,
+    config = {"OMI_APP_ID": DEMO_APP_ID, "OMI_API_BASE": fake.url, "OMI_SIGNING_SECRET": DEMO_SIGNING_SECRET}
+    app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
+    # The fake is set up with exactly the URLs `flask omi check` prints for pasting into OMI.
+    connect_app(
+        fake,
+        fake.url,
+        app,
+        base,
         name="Example OMI app",
-        app_home_url=f"{base}/omi/callback",
-        setup_completed_url=f"{base}/omi/setup-completed",
         auth_steps=[{"name": "Set up Example OMI app", "url": f"{base}/setup"}],
-        webhook_url=f"{base}/omi/webhooks/conversation",
-        triggers_on="memory_creation",
-        webhook_secret=DEMO_WEBHOOK_SECRET,
-        chat_tools_manifest_url=f"{base}/.well-known/omi-tools.json",
-        tools_secret=DEMO_TOOLS_SECRET,
     )
     fake.seed(DEMO_UID, memories=["Likes green tea", "Is learning the cello"])
-    config = {
-        "OMI_APP_ID": DEMO_APP_ID,
-        "OMI_API_KEY": api_key,
-        "OMI_API_BASE": fake.url,
-        "OMI_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
-        "OMI_TOOLS_SECRET": DEMO_TOOLS_SECRET,
-    }
-    app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
     app.extensions["example_setups"].complete(DEMO_UID, "Demo user")
 
     app.jinja_env.globals["demo"] = True

@@ -8,6 +8,7 @@ from instead, so existing imports keep working while they are updated.
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,3 +34,16 @@ def moved(old: str, new: str, renamed: Mapping[str, str] | None = None) -> Calla
         return value
 
     return __getattr__
+
+
+def _internal(module: str) -> bool:
+    return module.partition(".")[0] in ("flask_omi", "flask")
+
+
+def warn_deprecated(message: str) -> None:
+    """A ``DeprecationWarning`` attributed to the app's own line that led here (such as its
+    ``app.register_blueprint``), past flask-omi's and Flask's frames, so that the app sees it."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is the caller of this function
+    while frame.f_back is not None and _internal(str(frame.f_globals.get("__name__", ""))):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)

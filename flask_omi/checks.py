@@ -12,6 +12,8 @@ from urllib.parse import SplitResult, urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .config import signing_secrets
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_DISTINCT = 10
@@ -186,12 +188,12 @@ def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
                 "the app's Redis client (see SECURITY.md).",
             )
         )
-    if "omi_webhooks" in app.extensions and not config.get("OMI_WEBHOOK_SECRET"):
+    if "omi_webhooks" in app.extensions and not signing_secrets(config, "OMI_WEBHOOK_SECRET"):
         found.append(
             Finding(
                 False,
-                "OMI_WEBHOOK_SECRET is not set: webhooks are accepted unsigned, so anyone who knows the "
-                "URL can post events for any uid. Set it if OMI signs your webhooks.",
+                "OMI_SIGNING_SECRET is not set: webhooks are accepted unsigned, so anyone who knows the "
+                "URL can post events for any uid. Set it to the app's signing secret from OMI.",
             )
         )
     return found
@@ -203,12 +205,12 @@ def _tools(app: Flask) -> list[Finding]:
     if state is None:
         return []
     found: list[Finding] = []
-    if not app.config.get("OMI_TOOLS_SECRET"):
+    if not signing_secrets(app.config, "OMI_TOOLS_SECRET"):
         found.append(
             Finding(
                 False,
-                "OMI_TOOLS_SECRET is not set: tool calls are accepted unsigned, so anyone who knows a tool's "
-                "URL can call it for any uid. Set it to the app's signing secret from OMI.",
+                "OMI_SIGNING_SECRET is not set: tool calls are accepted unsigned, so anyone who knows a "
+                "tool's URL can call it for any uid. Set it to the app's signing secret from OMI.",
             )
         )
     for spec in state.specs.values():

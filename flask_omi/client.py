@@ -164,14 +164,14 @@ class OmiClient:
         self._write("/user/memories", uid, body)
 
     def send_notification(self, uid: str, message: str) -> NotificationResult:
-        """Push a notification to the user's phone. 9 per user per UTC hour get through."""
+        """Push a notification to the user's phone. 10 per user per UTC hour get through."""
         return _notification_result(*self._post("/notification", {"uid": uid, "message": message}))
 
     def send_chat_message(self, uid: str, message: str) -> NotificationResult:
         """Post ``message`` into the user's OMI chat (``POST /v1/integrations/notification``).
 
         It lands in the app's chat (or OMI's main chat), as the manifest's ``chat_messages`` says,
-        with a push notification. It shares the notification limit: 9 per user per UTC hour get
+        with a push notification. It shares the notification limit: 10 per user per UTC hour get
         through, then :class:`OmiRateLimited`. Not retried except after a 429 or a failed connect.
         """
         return _notification_result(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._moved import warn_deprecated
 from .errors import OmiConfigError
 from .stores import resolve_store
 
@@ -41,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "OMI_API_MAX_ATTEMPTS": 3,
     "OMI_API_DEADLINE": 30.0,
     "OMI_API_MAX_RESPONSE_BYTES": 32 * MIB,
-    # webhooks
+    # what OMI sends: webhooks and chat tools
+    "OMI_SIGNING_SECRET": None,
     "OMI_WEBHOOK_SECRET": None,
     "OMI_WEBHOOK_MAX_BYTES": 5 * MIB,
     "OMI_WEBHOOK_TOLERANCE": 300,
@@ -85,6 +87,12 @@ def _text_or_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value != "")
 
 
+def _secrets(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(isinstance(item, str) and item != "" for item in value)
+    return _text_or_none(value)
+
+
 def _redirect_target(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -115,11 +123,15 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_API_MAX_ATTEMPTS": (_positive_int, "a positive whole number"),
     "OMI_API_DEADLINE": (_positive_number, "a positive number of seconds"),
     "OMI_API_MAX_RESPONSE_BYTES": (_positive_int, "a positive whole number of bytes"),
-    "OMI_WEBHOOK_SECRET": (_text_or_none, "the app's signing secret from OMI (whsec_...) or None"),
+    "OMI_SIGNING_SECRET": (
+        _secrets,
+        "the app's signing secret from OMI (whsec_...), a list of them, or None",
+    ),
+    "OMI_WEBHOOK_SECRET": (_secrets, "the app's signing secret from OMI (whsec_...) or None"),
     "OMI_WEBHOOK_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
     "OMI_WEBHOOK_TOLERANCE": (_positive_number, "a positive number of seconds"),
     "OMI_WEBHOOK_DEDUP_TTL": (_positive_int, "a positive whole number of seconds"),
-    "OMI_TOOLS_SECRET": (_text_or_none, "the app's signing secret from OMI (whsec_...) or None"),
+    "OMI_TOOLS_SECRET": (_secrets, "the app's signing secret from OMI (whsec_...) or None"),
     "OMI_TOOLS_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
 }
 
@@ -138,6 +150,28 @@ def check_config(app: App) -> None:
             raise OmiConfigError(f"{key} must be {what}, not {config[key]!r}.")
     for key in STORE_SETTINGS:
         store_for(config, key)  # raises OmiConfigError naming the key when unusable
+    for old in LEGACY_SECRETS:
+        if config[old] is not None:
+            warn_deprecated(
+                f"{old} is now OMI_SIGNING_SECRET: OMI signs webhooks and tool calls with one secret "
+                "per app. Set OMI_SIGNING_SECRET (a list while you rotate it); the old name goes in the "
+                "next release."
+            )
+
+
+#: The settings of 0.2 that OMI_SIGNING_SECRET replaces, each still read by its receiver.
+LEGACY_SECRETS = ("OMI_WEBHOOK_SECRET", "OMI_TOOLS_SECRET")
+
+
+def signing_secrets(config: Mapping[str, Any], legacy: str) -> tuple[str, ...]:
+    """The secrets a receiver checks signatures with: ``OMI_SIGNING_SECRET``, else its 0.2 setting
+    (``legacy``). Empty: signatures are not checked."""
+    value = config["OMI_SIGNING_SECRET"]
+    if value is None:
+        value = config[legacy]
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def check_sign_in_config(app: App) -> None:

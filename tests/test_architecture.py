@@ -245,6 +245,7 @@ BAD_VALUES: dict[str, Any] = {
     "OMI_API_MAX_ATTEMPTS": 2.5,
     "OMI_API_DEADLINE": "30",
     "OMI_API_MAX_RESPONSE_BYTES": -5,
+    "OMI_SIGNING_SECRET": ["whsec_new", ""],
     "OMI_WEBHOOK_SECRET": b"whsec_bytes",
     "OMI_WEBHOOK_MAX_BYTES": "5MB",
     "OMI_WEBHOOK_TOLERANCE": "300",
@@ -279,11 +280,11 @@ def test_a_bad_value_fails_at_registration_with_its_name(key: str, kind: str) ->
 @pytest.mark.parametrize("kind", ["OmiBlueprint", "OmiWebhooks", "OmiTools"])
 def test_a_misspelt_key_is_named_with_the_right_one(kind: str) -> None:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="k" * 40, OMI_APP_ID="01APP", OMI_WEBHOK_SECRET="whsec_x")
+    app.config.update(SECRET_KEY="k" * 40, OMI_APP_ID="01APP", OMI_SIGNNG_SECRET="whsec_x")
     blueprint = next(bp for bp in _blueprints() if type(bp).__name__ == kind)
     with pytest.raises(
         OmiConfigError,
-        match=r"OMI_WEBHOK_SECRET is not a flask-omi setting\. Did you mean OMI_WEBHOOK_SECRET",
+        match=r"OMI_SIGNNG_SECRET is not a flask-omi setting\. Did you mean OMI_SIGNING_SECRET",
     ):
         app.register_blueprint(blueprint)
 

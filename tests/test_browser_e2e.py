@@ -41,7 +41,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
                 "OMI_APP_ID": "e2e-app",
                 "OMI_API_BASE": fake.url,
                 "EXAMPLE_DB": str(tmp_path / "e2e.db"),
-                "OMI_TOOLS_SECRET": TOOLS_SECRET,
+                "OMI_SIGNING_SECRET": TOOLS_SECRET,
             }
         )
         server = LiveServer(app).bind()

@@ -30,12 +30,12 @@ def test_notifications_send_chat_messages_when_the_manifest_enables_them(
     world: tuple[FakeOmi, OmiClient],
 ) -> None:
     fake, client = world
-    assert client.send_chat_message("u1", "only a push") == {"status": "Ok", "rate_limit_remaining": 8}
+    assert client.send_chat_message("u1", "only a push") == {"status": "Ok", "rate_limit_remaining": 9}
     assert fake.chat_messages.get("u1") is None and fake.notifications["u1"] == ["only a push"]
     fake.apps["chat-app"].chat_messages = {"enabled": True, "target": "main"}
     client.send_chat_message("u1", "Your export is ready")
     assert fake.chat_messages["u1"] == [
-        {"app_id": "chat-app", "message": "Your export is ready", "target": "main"}
+        {"app_id": "chat-app", "message": "[Test app]: Your export is ready", "target": "main"}
     ]
 
 
@@ -44,7 +44,7 @@ def test_notifications_errors_map_like_the_other_calls(world: tuple[FakeOmi, Omi
     with pytest.raises(OmiAppNotEnabled) as not_installed:
         client.send_chat_message("stranger", "hi")
     assert not_installed.value.detail == "User does not have this app installed"
-    for _ in range(9):
+    for _ in range(10):
         client.send_chat_message("u1", "m")
     with pytest.raises(OmiRateLimited) as limited:
         client.send_chat_message("u1", "one too many")
@@ -57,7 +57,9 @@ def test_notifications_errors_map_like_the_other_calls(world: tuple[FakeOmi, Omi
     [
         ({"uid": "u1", "message": "m"}, 400, "aid (app id) in request body is required"),
         ({"aid": "chat-app", "message": "m"}, 400, "uid is required"),
-        ({"aid": "chat-app", "uid": "u1"}, 500, None),  # OMI reads data['message'] unchecked
+        ({"aid": "chat-app", "uid": "u1"}, 400, "message is required"),  # notifications.py 05dc5115
+        ({"aid": "chat-app", "uid": "u1", "message": ""}, 400, "message is required"),
+        ({"uid": "u1", "message": ""}, 400, "message is required"),  # checked before anything else
     ],
 )
 def test_notifications_request_checks(

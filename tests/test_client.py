@@ -121,7 +121,7 @@ def test_notification(world: tuple[FakeOmi, OmiClient, str]) -> None:
     fake, client, _ = world
     assert client.send_notification("u1", "Your summary is ready") == {
         "status": "Ok",
-        "rate_limit_remaining": 8,  # OMI counts the first call of an hour twice
+        "rate_limit_remaining": 9,  # OMI counts the first call of an hour twice
     }
     assert fake.notifications["u1"] == ["Your summary is ready"]
 

@@ -166,19 +166,21 @@ def test_rate_limits_are_settings_of_the_fake(clock: Clock) -> None:
         assert codes == [200, 200, 429]
 
 
-def test_integration_notifications_nine_per_utc_hour(fake: FakeOmi, api: Api, clock: Clock) -> None:
+def test_integration_notifications_ten_per_utc_hour_routers_integration_0def44eb(
+    fake: FakeOmi, api: Api, clock: Clock
+) -> None:
     clock.now = 1_800_000_000.0 + 600  # ten minutes into a UTC hour
-    answers = [api.call("POST", "/notification", params={**UID, "message": f"m{i}"}) for i in range(11)]
-    assert [a.status_code for a in answers] == [200] * 9 + [429] * 2
+    answers = [api.call("POST", "/notification", params={**UID, "message": f"m{i}"}) for i in range(12)]
+    assert [a.status_code for a in answers] == [200] * 10 + [429] * 2
     assert answers[0].json() == {"status": "Ok"}
-    assert [a.headers["X-RateLimit-Remaining"] for a in answers[:9]] == [str(n) for n in range(8, -1, -1)]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers[:10]] == [str(n) for n in range(9, -1, -1)]
     assert answers[0].headers["X-RateLimit-Limit"] == "10"
     reset = str(3600 - (int(clock.now) % 3600))
     assert answers[0].headers["X-RateLimit-Reset"] == reset
-    refused = answers[9]
+    refused = answers[10]
     assert detail(refused) == "Rate limit exceeded. Maximum 10 notifications per hour."
     assert refused.headers["Retry-After"] == reset and refused.headers["X-RateLimit-Remaining"] == "0"
-    assert fake.notifications["u1"] == [f"m{i}" for i in range(9)]
+    assert fake.notifications["u1"] == [f"m{i}" for i in range(10)]
     clock.now += 3000  # the next UTC hour starts a new count
     assert api.call("POST", "/notification", params={**UID, "message": "later"}).status_code == 200
 

@@ -81,14 +81,15 @@ def test_example_app_sign_in_then_set_up_step(tmp_path: Path, fake_omi: FakeOmi)
 
 
 def test_demo_mode_wires_the_fake_omi(tmp_path: Path) -> None:
-    app, fake = demo_app(port=0, fake_port=0, db_path=str(tmp_path / "demo.db"))
+    app, fake = demo_app(port=5000, fake_port=0, db_path=str(tmp_path / "demo.db"))
     try:
         assert app.config["OMI_API_BASE"] == fake.url
         record = fake.apps["example-app"]
-        assert (
-            record.chat_tools_manifest_url == "http://127.0.0.1:0/.well-known/omi-tools.json"
-        )  # port=0 here
-        assert record.tools_secret == app.config["OMI_TOOLS_SECRET"]
+        # The fake is set up from what `flask omi check` prints for pasting into OMI.
+        assert record.app_home_url == "http://127.0.0.1:5000/omi/callback"
+        assert record.chat_tools_manifest_url == "http://127.0.0.1:5000/.well-known/omi-tools.json"
+        assert record.webhook_url == "http://127.0.0.1:5000/omi/webhooks/conversation"
+        assert record.signing_secret == app.config["OMI_SIGNING_SECRET"]
         client = app.test_client()
         assert (
             client.get("/", base_url="http://localhost:5000")

@@ -135,7 +135,7 @@ import json
 from flask_omi.inbound.request_signing import signed_headers
 client = app.test_client()
 manifest = client.get("/.well-known/omi-tools.json").json
-assert manifest["tools"][0]["endpoint"] == "/omi/tools/search_notes", manifest
+assert manifest["tools"][0]["endpoint"] == "http://localhost/omi/tools/search_notes", manifest
 def call(uid, query):
     body = json.dumps({"uid": uid, "app_id": "your-omi-app-id", "tool_name": "search_notes", "query": query}).encode()
     headers = signed_headers("whsec_...", method="POST", path="/omi/tools/search_notes", query="", body=body)

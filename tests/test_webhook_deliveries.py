@@ -276,7 +276,7 @@ def test_the_fake_retries_into_flask_omi_until_the_handler_succeeds() -> None:
     """End to end: a handler that fails once; OMI's retry is handled, once."""
     counter = Counter()
     counter.failures = 1
-    app = receiver(counter, OMI_WEBHOOK_SECRET=SECRET)
+    app = receiver(counter, OMI_SIGNING_SECRET=SECRET)
     with LiveServer(app) as server, FakeOmi() as fake:
         fake.register_app(
             "a1", app_home_url="http://127.0.0.1:9/cb", webhook_url=f"{server.url}/omi/webhooks/conversation",

@@ -72,7 +72,7 @@ def client(recorder: Recorder) -> FlaskClient:
 
 @pytest.fixture
 def signed_client(recorder: Recorder) -> FlaskClient:
-    return build_app(recorder, OMI_WEBHOOK_SECRET=SECRET).test_client()
+    return build_app(recorder, OMI_SIGNING_SECRET=SECRET).test_client()
 
 
 def independent_signature(secret: str, t: int, uid: str, body: bytes) -> str:
@@ -168,7 +168,7 @@ def test_audio(client: FlaskClient, recorder: Recorder) -> None:
         ("/conversation?uid=u1", {"json": {"id": 5}}, 400, "payload_invalid"),
         ("/conversation?uid=u1", {"json": {"transcript_segments": {"a": 1}}}, 400, "payload_invalid"),
         ("/transcript?uid=u1", {"json": {"session_id": "s"}}, 400, "payload_invalid"),
-        ("/conversation", {"json": {}}, 400, "uid_missing"),
+        ("/conversation", {"json": {"id": "c1"}}, 400, "uid_missing"),
         ("/conversation?uid=a%20b", {"json": {}}, 400, "uid_invalid"),
         (
             "/audio?sample_rate=16000&uid=u1",
@@ -337,7 +337,7 @@ def test_verify_signature_uses_the_given_tolerance() -> None:
 
 @pytest.fixture
 def live(recorder: Recorder) -> Iterator[LiveServer]:
-    app = build_app(recorder, OMI_WEBHOOK_SECRET=SECRET)
+    app = build_app(recorder, OMI_SIGNING_SECRET=SECRET)
     app.extensions["omi_webhooks"].clock = __import__("time").time
     with LiveServer(app) as server:
         yield server

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from .protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
-from .signing import DEFAULT_TOLERANCE, check_signature
+from .signing import DEFAULT_TOLERANCE, Secrets, check_signature, secret_list
 
 SCHEME = "v2"
 
@@ -94,7 +94,7 @@ def compute_request_signature(
 
 
 def verify_request_signature(
-    secret: str,
+    secret: Secrets,
     header: str | None,
     *,
     delivery_id: str,
@@ -109,9 +109,9 @@ def verify_request_signature(
     """Raise :class:`~flask_omi.errors.InboundSignatureError` unless ``header`` carries a fresh
     ``v2`` signature of exactly this request."""
 
-    def expected(timestamp: int) -> str:
+    def expected(key: str, timestamp: int) -> str:
         return compute_request_signature(
-            secret,
+            key,
             timestamp,
             delivery_id=delivery_id,
             event=event,
@@ -121,20 +121,32 @@ def verify_request_signature(
             body=body,
         )
 
-    check_signature(header, SCHEME, expected, now=now, tolerance=tolerance)
+    check_signature(header, SCHEME, expected, secret, now=now, tolerance=tolerance)
 
 
 def signed_headers(
-    secret: str, *, method: str, path: str, query: str, body: bytes, timestamp: int | None = None
+    secret: Secrets, *, method: str, path: str, query: str, body: bytes, timestamp: int | None = None
 ) -> dict[str, str]:
-    """The three headers OMI sends with a signed tool call, for tests and the fake OMI."""
+    """The three headers OMI sends with a signed tool call, for tests and the fake OMI (one ``v2``
+    value per secret)."""
     t = int(time.time()) if timestamp is None else timestamp
     delivery_id = str(uuid.uuid4())
-    signature = compute_request_signature(
-        secret, t, delivery_id=delivery_id, event=TOOL_EVENT, method=method, path=path, query=query, body=body
+    signatures = ",".join(
+        f"{SCHEME}="
+        + compute_request_signature(
+            key,
+            t,
+            delivery_id=delivery_id,
+            event=TOOL_EVENT,
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+        )
+        for key in secret_list(secret)
     )
     return {
-        SIGNATURE_HEADER: f"t={t},{SCHEME}={signature}",
+        SIGNATURE_HEADER: f"t={t},{signatures}",
         EVENT_HEADER: TOOL_EVENT,
         DELIVERY_HEADER: delivery_id,
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..config import DEFAULTS
 from ..errors import InboundSignatureError
@@ -21,15 +21,24 @@ from .protocol import SIGNATURE_HEADER
 DEFAULT_TOLERANCE: int = DEFAULTS["OMI_WEBHOOK_TOLERANCE"]
 
 
+Secrets = str | Sequence[str]
+
+
+def secret_list(secrets: Secrets) -> tuple[str, ...]:
+    """One secret, or several while OMI rotates the app's secret (the old one stays valid 24 h)."""
+    return (secrets,) if isinstance(secrets, str) else tuple(secrets)
+
+
 def compute_signature(secret: str, timestamp: int, uid: str, body: bytes) -> str:
     message = f"{timestamp}.{uid}.".encode() + body
     return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 
 
-def signature_header(secret: str, uid: str, body: bytes, timestamp: int | None = None) -> str:
-    """The header value OMI sends for this body, for tests and the fake OMI."""
+def signature_header(secret: Secrets, uid: str, body: bytes, timestamp: int | None = None) -> str:
+    """The header value OMI sends for this body, for tests and the fake OMI: one ``v1`` value per
+    secret (two while OMI rotates the app's secret)."""
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={compute_signature(secret, t, uid, body)}"
+    return f"t={t}," + ",".join(f"v1={compute_signature(key, t, uid, body)}" for key in secret_list(secret))
 
 
 def parse_header(header: str, scheme: str) -> tuple[int, list[str]]:
@@ -55,11 +64,18 @@ def parse_header(header: str, scheme: str) -> tuple[int, list[str]]:
 
 
 def check_signature(
-    header: str | None, scheme: str, expected: Callable[[int], str], *, now: float, tolerance: float
+    header: str | None,
+    scheme: str,
+    expected: Callable[[str, int], str],
+    secrets: Secrets,
+    *,
+    now: float,
+    tolerance: float,
 ) -> None:
     """Raise :class:`InboundSignatureError` unless ``header`` carries a fresh ``scheme`` signature
-    equal to ``expected(timestamp)``. Every candidate is compared in constant time (several are
-    sent while a secret is rotated)."""
+    equal to ``expected(secret, timestamp)`` for one of ``secrets``. Every pair is compared in
+    constant time: OMI sends a signature per secret while it rotates one, and the app may accept
+    the old and the new secret at once (``OMI_SIGNING_SECRET`` as a list)."""
     if not header:
         raise InboundSignatureError(
             "signature_missing", f"This endpoint requires an {SIGNATURE_HEADER} header."
@@ -69,17 +85,18 @@ def check_signature(
         raise InboundSignatureError(
             "signature_expired", f"The signature's timestamp is more than {int(tolerance)} s from now."
         )
-    wanted = expected(timestamp)
     matched = False
-    for candidate in signatures:
-        # compare_digest takes ASCII text; anything else cannot match a hex digest anyway.
-        matched |= candidate.isascii() and hmac.compare_digest(wanted, candidate.lower())
+    for secret in secret_list(secrets):
+        wanted = expected(secret, timestamp)
+        for candidate in signatures:
+            # compare_digest takes ASCII text; anything else cannot match a hex digest anyway.
+            matched |= candidate.isascii() and hmac.compare_digest(wanted, candidate.lower())
     if not matched:
         raise InboundSignatureError("signature_mismatch", "The signature does not match the request.")
 
 
 def verify_signature(
-    secret: str,
+    secret: Secrets,
     header: str | None,
     uid: str,
     body: bytes,
@@ -87,7 +104,13 @@ def verify_signature(
     now: float,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> None:
-    """Raise :class:`InboundSignatureError` unless ``header`` signs ``uid`` and ``body`` recently."""
+    """Raise :class:`InboundSignatureError` unless ``header`` signs ``uid`` and ``body`` recently
+    with ``secret`` (or one of several)."""
     check_signature(
-        header, "v1", lambda t: compute_signature(secret, t, uid, body), now=now, tolerance=tolerance
+        header,
+        "v1",
+        lambda key, t: compute_signature(key, t, uid, body),
+        secret,
+        now=now,
+        tolerance=tolerance,
     )

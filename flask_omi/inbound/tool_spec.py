@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import math
 import re
 import types
@@ -20,21 +21,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..errors import OmiConfigError
 from ..validation import ascii_int
 
 INJECTED = frozenset({"uid", "geolocation", "user"})
-#: OMI registers a tool as ``{app_id}_{name}`` with the language model, whose tool names allow these.
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: OMI registers a tool as ``{app_id}_{name}`` with the language model, whose tool names allow
+#: 1 to 64 of these; OMI's app ids are 26-character ULIDs, which leaves 37 for the name
+#: (``create_app_tool`` in ``backend/utils/retrieval/tools/app_tools.py``).
+APP_ID_LENGTH, MODEL_NAME_LIMIT = 26, 64
+MAX_NAME_LENGTH = MODEL_NAME_LIMIT - APP_ID_LENGTH - 1
+_NAME_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NAME_LENGTH}}}")
 _JSON_TYPES: dict[type, str] = {
     str: "string",
     int: "integer",
     float: "number",
     bool: "boolean",
-    dict: "object",
 }
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: What OMI's language model is shown of each JSON type (``_create_pydantic_model_from_schema``):
+#: these five; every other type, ``object`` included, is shown as a string.
+MODEL_TYPES = frozenset({"string", "integer", "boolean", "number", "array"})
+#: The methods OMI sends a payload with (``_tool_request``, 8d9b8ac8): GET in the query string,
+#: the others as a JSON body. Any other method (DELETE...) gets no uid, app id or arguments at all.
+METHODS = ("GET", "POST", "PUT", "PATCH")
 #: Methods whose arguments OMI sends in the query string rather than a JSON body.
-QUERY_METHODS = ("GET", "DELETE")
+QUERY_METHODS = ("GET",)
 
 
 class ToolError(Exception):
@@ -46,6 +56,10 @@ class ToolError(Exception):
 
 class ToolCallError(ToolError):
     """A call that does not fit the tool's declaration (raised before the function runs)."""
+
+
+class ToolDeclarationError(OmiConfigError, TypeError):
+    """A tool OMI could not call as declared; raised by ``@omi_tools.tool`` at import time."""
 
 
 @dataclass(frozen=True)
@@ -135,27 +149,32 @@ def describe(
     requires_sign_in: bool = False,
     status_message: str | None = None,
 ) -> ToolSpec:
-    """Read a tool's definition from ``func``; raises TypeError for what cannot be declared."""
+    """Read a tool's definition from ``func``; raises :class:`ToolDeclarationError` for what OMI
+    could not call."""
     tool_name = name or func.__name__
     if not _NAME_RE.fullmatch(tool_name):
-        raise TypeError(f"tool name {tool_name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+        raise ToolDeclarationError(
+            f"tool name {tool_name!r}: use 1 to {MAX_NAME_LENGTH} of A-Z a-z 0-9 _ - (OMI registers it "
+            f"with its model as '<26-character app id>_<name>', and the model allows {MODEL_NAME_LIMIT})"
+        )
     method = method.upper()
     if method not in METHODS:
-        raise TypeError(f"tool {tool_name}: method must be one of {', '.join(METHODS)}")
+        raise ToolDeclarationError(
+            f"tool {tool_name}: method must be one of {', '.join(METHODS)}; OMI sends a {method} call "
+            "with no uid, app id or arguments, so such a tool could never know who asked for what"
+        )
     hints = typing.get_type_hints(func, include_extras=True)
     params: list[Param] = []
     injected: set[str] = set()
     for parameter in inspect.signature(func).parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
-            raise TypeError(f"tool {tool_name}: parameter {parameter.name} must be a plain named one")
+            raise ToolDeclarationError(
+                f"tool {tool_name}: parameter {parameter.name} must be a plain named one"
+            )
         if parameter.name in INJECTED:
             injected.add(parameter.name)
             continue
         params.append(_param(tool_name, parameter, hints.get(parameter.name, inspect.Parameter.empty)))
-    if method in QUERY_METHODS and any(p.schema.get("type") == "object" for p in params):
-        raise TypeError(
-            f"tool {tool_name}: a {method} tool gets its arguments as a query string, not objects"
-        )
     text = description if description is not None else _unwrap(inspect.getdoc(func) or "")
     return ToolSpec(
         name=tool_name,
@@ -188,7 +207,7 @@ def _param(tool: str, parameter: inspect.Parameter, hint: Any) -> Param:
     if (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args:
         rest = [arg for arg in args if arg is not type(None)]
         if len(rest) != 1:
-            raise TypeError(f"tool {tool}: parameter {parameter.name} may be one type or None")
+            raise ToolDeclarationError(f"tool {tool}: parameter {parameter.name} may be one type or None")
         hint, nullable = rest[0], True
     where = f"tool {tool}: parameter {parameter.name}"
     if hint is inspect.Parameter.empty:
@@ -196,8 +215,10 @@ def _param(tool: str, parameter: inspect.Parameter, hint: Any) -> Param:
         convert: Callable[[Any, bool], Any] = _as_is
     else:
         schema, convert = _schema(where, parameter.name, hint)
-    if description:
-        schema = {**schema, "description": description}
+    shape = _shape_in_words(schema)
+    text = " ".join(part for part in (description, shape) if part)
+    if text:
+        schema = {**schema, "description": text}
     accepts_none = nullable or (not required and default is None)
     return Param(parameter.name, schema, required, default, accepts_none, convert)
 
@@ -206,20 +227,47 @@ def _schema(where: str, name: str, hint: Any) -> tuple[dict[str, Any], Callable[
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         if not all(isinstance(choice, str) for choice in choices):
-            raise TypeError(f"{where}: Literal choices must be strings")
+            raise ToolDeclarationError(f"{where}: Literal choices must be strings")
         return {"type": "string", "enum": list(choices)}, _choice(name, choices)
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint) or (str,)
         item_schema, item_convert = _schema(where, name, item)
-        if item_schema.get("type") in ("array", "object"):
-            raise TypeError(f"{where}: list items must be plain values")
+        if item_schema.get("type") in ("array", "object") or "contentMediaType" in item_schema:
+            raise ToolDeclarationError(f"{where}: list items must be plain values")
         return {"type": "array", "items": item_schema}, _list_of(name, item_convert)
     origin = typing.get_origin(hint) or hint
+    if origin is dict:
+        # OMI shows the model an object as a string, so the model sends text: declared as such,
+        # and read back as a JSON object here.
+        return {"type": "string", "contentMediaType": "application/json"}, _json_object(name)
     if origin in _JSON_TYPES:
         return {"type": _JSON_TYPES[origin]}, _SCALARS[origin](name)
-    raise TypeError(
+    raise ToolDeclarationError(
         f"{where}: {hint!r} is not a type OMI's model can send (str, int, float, bool, list, dict, Literal)"
     )
+
+
+def _shape_in_words(schema: dict[str, Any]) -> str:
+    """What OMI drops from a schema before its model sees it (``enum``, ``items``, ``object``),
+    said in the description instead, which it keeps."""
+    if "enum" in schema:
+        return "One of: " + ", ".join(schema["enum"]) + "."
+    if schema.get("type") == "array":
+        item = schema.get("items", {})
+        if "enum" in item:
+            return "A list; each one of: " + ", ".join(item["enum"]) + "."
+        return f"A list of {_PLURALS.get(item.get('type', 'string'), 'values')}."
+    if schema.get("contentMediaType") == "application/json":
+        return "A JSON object, written as text."
+    return ""
+
+
+_PLURALS = {
+    "string": "texts",
+    "integer": "whole numbers",
+    "number": "numbers",
+    "boolean": "true/false values",
+}
 
 
 def _as_is(value: Any, from_query: bool) -> Any:
@@ -287,13 +335,29 @@ def _boolean(name: str) -> Callable[[Any, bool], Any]:
     return convert
 
 
-def _object(name: str) -> Callable[[Any, bool], Any]:
+#: Bounds on a JSON object given as text: within a call's size, and shallow enough to read safely.
+MAX_JSON_ARGUMENT_CHARS, MAX_JSON_ARGUMENT_DEPTH = 100_000, 32
+
+
+def _json_object(name: str) -> Callable[[Any, bool], Any]:
     def convert(value: Any, from_query: bool) -> Any:
-        if not isinstance(value, dict):
-            raise ToolCallError(f"{name!r} must be an object.")
+        if isinstance(value, str) and len(value) <= MAX_JSON_ARGUMENT_CHARS:
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                raise ToolCallError(f"{name!r} must be a JSON object, written as text.") from None
+        if not isinstance(value, dict) or _depth(value) > MAX_JSON_ARGUMENT_DEPTH:
+            raise ToolCallError(f"{name!r} must be a JSON object, written as text.")
         return value
 
     return convert
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_JSON_ARGUMENT_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(child, level + 1) for child in children), default=level)
 
 
 _SCALARS: dict[type, Callable[[str], Callable[[Any, bool], Any]]] = {
@@ -301,5 +365,4 @@ _SCALARS: dict[type, Callable[[str], Callable[[Any, bool], Any]]] = {
     int: _integer,
     float: _number,
     bool: _boolean,
-    dict: _object,
 }

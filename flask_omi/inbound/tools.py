@@ -13,6 +13,7 @@ function that raises is logged and answered 500 with a generic error; one that r
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from flask import Blueprint, Flask, Request, Response, current_app, jsonify, req
 from flask.sansio.blueprints import BlueprintSetupState
 
 from .._registration import HandlersBeforeRegistration
-from ..config import set_up, store_for
+from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, InboundSignatureError, OmiConfigError, OmiInboundError
 from ..extension import get_extension
 from ..stores import KeyStore
@@ -33,7 +34,7 @@ from .csrf import exempt_from_csrf
 from .protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
 from .request import header, json_body, read_body
 from .request_signing import verify_request_signature
-from .tool_spec import QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
+from .tool_spec import METHODS, QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
 
 logger = logging.getLogger("flask_omi.tools")
 
@@ -133,7 +134,9 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
     def _manifest(self) -> Response:
         prefix = current_app.extensions["omi_tools"].endpoint_prefix
         tools = [
-            spec.manifest_entry(url_for(f"{prefix}.call", tool_name=name))
+            # Absolute: OMI turns a relative endpoint into App Home URL + path by concatenation
+            # (apps.py _process_chat_tools_manifest, 0045c1a9), which is not where the tool is.
+            spec.manifest_entry(url_for(f"{prefix}.call", tool_name=name, _external=True))
             for name, spec in self.specs.items()
         ]
         manifest: dict[str, Any] = {"tools": tools}
@@ -164,7 +167,7 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         return _run(app, spec, arguments)
 
 
-_ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_ALL_METHODS = METHODS
 
 
 def _error(app: Flask, status: int, message: str) -> Response:
@@ -182,8 +185,8 @@ def _render_refusal(error: OmiInboundError) -> Response:
 def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     """Verify ``v2`` when a secret is set, and refuse a delivery seen before (a replay)."""
     config = app.config
-    secret = config["OMI_TOOLS_SECRET"]
-    if not secret:
+    secrets = signing_secrets(config, "OMI_TOOLS_SECRET")
+    if not secrets:
         return
     delivery, event = header(req, DELIVERY_HEADER) or "", header(req, EVENT_HEADER) or ""
     if event != TOOL_EVENT or not delivery:
@@ -192,7 +195,7 @@ def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     tolerance = int(config["OMI_WEBHOOK_TOLERANCE"])
     try:
         verify_request_signature(
-            secret,
+            secrets,
             header(req, SIGNATURE_HEADER),
             delivery_id=delivery,
             event=event,
@@ -252,8 +255,7 @@ def _injected(app: Flask, spec: ToolSpec, uid: str, payload: dict[str, Any]) -> 
     if "uid" in spec.injected:
         values["uid"] = uid
     if "geolocation" in spec.injected:
-        geolocation = payload.get("geolocation")
-        values["geolocation"] = geolocation if isinstance(geolocation, dict) else None
+        values["geolocation"] = _geolocation(payload.get("geolocation"))
     if spec.requires_sign_in or "user" in spec.injected:
         extension = get_extension(app)
         loader = extension.handlers.user_loader
@@ -264,6 +266,25 @@ def _injected(app: Flask, spec: ToolSpec, uid: str, payload: dict[str, Any]) -> 
         if "user" in spec.injected:
             values["user"] = user
     return values
+
+
+#: OMI's cached location is a small flat dict; anything longer is not one.
+MAX_GEOLOCATION_CHARS = 2000
+
+
+def _geolocation(value: Any) -> dict[str, Any] | None:
+    """OMI's cached location of the user, or None. A POST call carries it as a JSON object; a GET
+    call as the dict's Python ``repr`` in the query (httpx writes a dict parameter with ``str()``),
+    which is read as a literal, never evaluated as code."""
+    value = _single(value)
+    if isinstance(value, str) and value.startswith("{") and len(value) <= MAX_GEOLOCATION_CHARS:
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return value
+    return None
 
 
 def _run(app: Flask, spec: ToolSpec, arguments: dict[str, Any]) -> Response:

@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Request, Response, current_app, jsonify, req
 from flask.sansio.blueprints import BlueprintSetupState
 
 from .._registration import HandlersBeforeRegistration
-from ..config import set_up, store_for
+from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
 from ..stores import RUNNING_TTL, KeyStore
 from ..validation import is_ascii_digits, is_valid_uid
@@ -68,6 +68,7 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         self.add_url_rule("/transcript", "transcript", self._transcript, methods=["POST"])
         self.add_url_rule("/audio", "audio", self._audio, methods=["POST"])
         self.register_error_handler(OmiInboundError, _render_error)
+        self.register_error_handler(ReenableProbe, _answer_probe)
         self.record_once(_set_up_app)
 
     # -- registration -------------------------------------------------------------------------------
@@ -143,16 +144,35 @@ AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
 SAMPLE_RATES = frozenset({8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000})
 
 
+class ReenableProbe(Exception):
+    """The request is OMI's check that an auto-disabled app's webhook answers again."""
+
+
+def _is_reenable_probe(body: bytes) -> bool:
+    """Before OMI re-enables an app it disabled after 72 h of failures, it POSTs ``{}`` to the
+    webhook URL as configured: no uid, no signature (``validate_app_endpoints_for_reenable`` in
+    ``backend/utils/apps.py``, 0060291d), and needs a 2xx. Only exactly that is recognised."""
+    return body.strip() == b"{}"
+
+
+def _answer_probe(_: ReenableProbe) -> Response:
+    logger.info("OMI webhook: answered OMI's re-enable check (no handler runs)")
+    return current_app.response_class(_EMPTY_ANSWER, mimetype="application/json")
+
+
 def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str, bytes]:
     """Size, then signature, then uid: nothing reaches a handler unless all pass."""
     config = app.config
     body = read_body(req, int(config["OMI_WEBHOOK_MAX_BYTES"]))
     uid = query_value(req, "uid")
-    secret = config["OMI_WEBHOOK_SECRET"]
-    if secret:
+    signature = header(req, SIGNATURE_HEADER)
+    if not uid and signature is None and _is_reenable_probe(body):
+        raise ReenableProbe()
+    secrets = signing_secrets(config, "OMI_WEBHOOK_SECRET")
+    if secrets:
         verify_signature(
-            secret,
-            header(req, SIGNATURE_HEADER),
+            secrets,
+            signature,
             uid,
             body,
             now=state.clock(),

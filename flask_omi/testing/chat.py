@@ -1,12 +1,16 @@
 """The fake OMI's chat: reading an app's tool manifest, calling its tools as OMI's assistant does,
 taking chat messages, and turning a transcript webhook's answer into notifications.
 
-From OMI's code: ``backend/utils/retrieval/tools/app_tools.py`` (the call: payload
-``{**arguments, uid, app_id, tool_name}`` as JSON, or as the query for GET; 120 s; what the
-assistant is told for each answer), ``docs/doc/developer/apps/ChatTools.mdx`` (the manifest;
-relative endpoints are resolved against the App Home URL), ``backend/utils/webhook_signing.py``
-(the ``v2`` signature), ``backend/routers/notifications.py`` (chat messages) and
-``backend/utils/app_integrations.py`` (a transcript answer's ``message`` and ``notification``).
+From OMI's code: ``backend/utils/retrieval/tools/app_tools.py`` 8d9b8ac8 (the call: payload
+``{**arguments, uid, app_id, tool_name, geolocation}`` as compact JSON for POST/PUT/PATCH, as the
+query for GET the way httpx writes one, nothing at all for other methods; 120 s; no redirects; a
+circuit breaker per endpoint; what the assistant is told for each answer), ``backend/routers/apps.py``
+0045c1a9 (reading the manifest; a relative endpoint becomes the App Home URL without its trailing
+``/`` plus the path, by concatenation), ``backend/utils/apps.py`` 0060291d (which tools are kept),
+``backend/database/webhook_health.py`` (5 failures in a row open the breaker for 30 s),
+``backend/utils/webhook_signing.py`` (the ``v2`` signature), ``backend/routers/notifications.py``
+(chat messages) and ``backend/utils/app_integrations.py`` (a transcript answer's ``message`` and
+``notification``).
 
 The fake does not run a language model: a proactive notification is recorded with the prompt OMI
 would give its model, placeholders filled, and the model's part is left out.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
@@ -59,7 +63,12 @@ def fetch_tools(store: FakeOmiStore, app_id: str) -> list[dict[str, Any]]:
     if not app.chat_tools_manifest_url:
         raise ManifestError(f"app {app_id} has no chat_tools_manifest_url")
     try:
-        answer = requests.get(app.chat_tools_manifest_url, timeout=10, allow_redirects=False)
+        answer = requests.get(
+            app.chat_tools_manifest_url,
+            timeout=10,
+            allow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "Omi-App-Store/1.0"},
+        )
         manifest = answer.json()
     except (requests.RequestException, ValueError) as error:
         raise ManifestError(f"the manifest could not be read: {error}") from None
@@ -69,26 +78,58 @@ def fetch_tools(store: FakeOmiStore, app_id: str) -> list[dict[str, Any]]:
         or not isinstance(manifest.get("tools"), list)
     ):
         raise ManifestError("the manifest must be a JSON object with a 'tools' list")
-    tools = []
-    base = app.app_home_url or app.chat_tools_manifest_url
-    for tool in manifest["tools"]:
-        if not isinstance(tool, dict) or not all(
-            isinstance(tool.get(k), str) for k in ("name", "description", "endpoint")
-        ):
-            raise ManifestError("every tool needs a name, a description and an endpoint")
-        tools.append(
-            {
-                **tool,
-                "endpoint": urljoin(base, tool["endpoint"]),
-                "method": tool.get("method", "POST").upper(),
-            }
-        )
+    tools = [_kept_tool(tool, app.app_home_url) for tool in manifest["tools"]]
     with store.lock:
-        app.chat_tools = tools
+        app.chat_tools = [tool for tool in tools if tool is not None]
         app.chat_messages = (
             manifest.get("chat_messages") if isinstance(manifest.get("chat_messages"), dict) else None
         )
-    return tools
+    return app.chat_tools
+
+
+def _kept_tool(tool: Any, app_home_url: str | None) -> dict[str, Any] | None:
+    """One manifest entry as OMI keeps it, or None when OMI skips it; a tool that is not an object,
+    or a method that is not text, makes OMI drop the whole manifest."""
+    if not isinstance(tool, dict) or not isinstance(tool.get("method", "POST"), str):
+        raise ManifestError("every tool must be an object, and its method text")
+    if not all(isinstance(tool.get(k), str) and tool[k] for k in ("name", "description", "endpoint")):
+        return None  # OMI skips a tool without a name, a description or an endpoint
+    endpoint = tool["endpoint"]
+    if endpoint.startswith("/") and app_home_url:
+        endpoint = app_home_url.rstrip("/") + endpoint  # concatenated, as OMI does: never urljoin
+    raw_parameters = tool.get("parameters")
+    parameters: dict[str, Any] = raw_parameters if isinstance(raw_parameters, dict) else {}
+    return {
+        "name": tool["name"],
+        "description": tool["description"],
+        "endpoint": endpoint,
+        "method": tool.get("method", "POST").upper(),
+        "parameters": {
+            "properties": parameters.get("properties", {}),
+            "required": parameters.get("required", []),
+        },
+        "status_message": tool.get("status_message"),
+    }
+
+
+def query_value(value: Any) -> str:
+    """One query value as httpx writes it: ``true``/``false``, ``""`` for None, ``str()`` otherwise
+    (a dict becomes its Python repr)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "" if value is None else str(value)
+
+
+def httpx_query(payload: dict[str, Any]) -> str:
+    """The query string httpx builds from ``params=payload``: a list repeats its name."""
+    pairs = [
+        (name, query_value(item))
+        for name, value in payload.items()
+        for item in (value if isinstance(value, (list, tuple)) else [value])
+    ]
+    return urlencode(pairs)
 
 
 def call_tool(store: FakeOmiStore, app_id: str, uid: str, name: str, arguments: dict[str, Any]) -> ToolCall:
@@ -99,28 +140,41 @@ def call_tool(store: FakeOmiStore, app_id: str, uid: str, name: str, arguments: 
     tool = next((t for t in app.chat_tools if t["name"] == name), None)
     if tool is None:
         raise ManifestError(f"app {app_id} has no tool named {name!r}")
-    payload = {**arguments, "uid": uid, "app_id": app_id, "tool_name": name}
+    # The model's missing optional arguments are dropped; OMI adds who and what the call is for.
+    payload = {key: value for key, value in arguments.items() if value is not None}
+    payload.update(uid=uid, app_id=app_id, tool_name=name)
+    geolocation = store.geolocations.get(uid)
+    if geolocation:
+        payload["geolocation"] = geolocation
     method, url = tool["method"], tool["endpoint"]
+    body, query = b"", ""
     if method in ("POST", "PUT", "PATCH"):
-        body, query = json.dumps(payload, separators=(",", ":")).encode(), ""
-    else:
-        body, query = b"", urlencode(payload, doseq=True)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+    elif method == "GET":
+        query = httpx_query(payload)
         url = f"{url}?{query}"
     headers = {"Content-Type": "application/json"}
-    if app.tools_secret:
+    secrets = app.secrets_at(store.clock())
+    if secrets:
         path = urlsplit(url).path
-        headers.update(signed_headers(app.tools_secret, method=method, path=path, query=query, body=body))
-    try:
-        answer = requests.request(method, url, data=body or None, headers=headers, timeout=TOOL_TIMEOUT)
-        status: int | None = answer.status_code
-        text = _assistant_text(name, answer)
-    except requests.Timeout:
-        status, text = (
-            None,
-            f"Error: Timeout calling {name}. The app endpoint did not respond within 120 seconds.",
-        )
-    except requests.ConnectionError:
-        status, text = None, f"Error: Could not connect to {name}. The app endpoint may be unreachable."
+        headers.update(signed_headers(secrets, method=method, path=path, query=query, body=body))
+    breaker = store.breaker(tool["endpoint"])
+    if not breaker.allows(store.clock()):
+        status, text = None, f"The {name} tool is temporarily unavailable. Please try again shortly."
+    else:
+        try:
+            answer = requests.request(
+                method, url, data=body or None, headers=headers, timeout=TOOL_TIMEOUT, allow_redirects=False
+            )
+            status, text = answer.status_code, _assistant_text(name, answer)
+        except requests.Timeout:
+            status, text = (
+                None,
+                f"Error: Timeout calling {name}. The app endpoint did not respond within 120 seconds.",
+            )
+        except requests.ConnectionError:
+            status, text = None, f"Error: Could not connect to {name}. The app endpoint may be unreachable."
+        breaker.record(status is not None and 200 <= status < 300, store.clock())
     call = ToolCall(app_id, uid, name, dict(arguments), status, text)
     with store.lock:
         store.tool_calls.append(call)
@@ -160,13 +214,16 @@ chat.register_error_handler(ApiError, render_api_error)
 
 @chat.post("/v1/integrations/notification")
 def chat_message() -> Any:
-    """``send_app_notification_to_user``: its checks in its order, then the shared hourly limit."""
+    """``send_app_notification_to_user`` (``backend/routers/notifications.py`` 05dc5115): its checks
+    in its order (the message first), then the shared hourly limit."""
     store: FakeOmiStore = current_app.extensions["fake_omi"]
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError(
             422, [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]
         )
+    if not data.get("message"):
+        raise ApiError(400, "message is required")
     if "aid" not in data:
         raise ApiError(400, "aid (app id) in request body is required")
     if not data.get("uid"):
@@ -174,15 +231,15 @@ def chat_message() -> Any:
     uid, app_id = str(data["uid"]), str(data["aid"])
     check_key(app_id, "send_app_notification")
     headers = installed_and_within_limit(store, app_id, uid)
-    if "message" not in data:  # OMI reads data['message'] unchecked: its unhandled 500
-        return Response("Internal Server Error", status=500, mimetype="text/plain")
     message = str(data["message"])
     settings = store.apps[app_id].chat_messages or {}
     with store.lock:
         if settings.get("enabled"):
             target = "main" if settings.get("target") == "main" else "app"
+            # In OMI's main chat the text says which app it is from: "[App name]: ...".
+            shown = f"[{store.apps[app_id].name}]: {message}" if target == "main" else message
             store.chat_messages.setdefault(uid, []).append(
-                {"app_id": app_id, "message": message, "target": target}
+                {"app_id": app_id, "message": shown, "target": target}
             )
         store.notifications.setdefault(uid, []).append(message)  # the push is always sent
     response = jsonify(status="Ok")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from ..app_urls import APP_HOME_URL, MANIFEST_URL, SETUP_COMPLETED_URL, external_urls, webhook_field
+from ..config import signing_secrets
 from ..extension import get_extension
 from .store import FakeApp, FakeOmiStore
 
@@ -37,33 +38,36 @@ def register_app_in_fake(
     """Register the app's ``OMI_APP_ID`` in ``fake`` with the URLs of its routes at ``base_url``.
 
     A conversation webhook is configured when the app registered ``OmiWebhooks``, signed with its
-    ``OMI_WEBHOOK_SECRET``, and the chat tools manifest when it registered ``OmiTools``, calls
-    signed with ``OMI_TOOLS_SECRET``; the API key is the app's ``OMI_API_KEY`` or a new one.
+    the app's signing secret, and the chat tools manifest when it registered ``OmiTools``; the API
+    key is the app's ``OMI_API_KEY`` or a new one. The URLs are exactly what ``flask omi check``
+    prints for pasting into OMI, so a wrong instruction fails the tests that use the fake.
     Returns the fake's record and the key.
     """
     urls = app_urls(app, base_url)
     webhook = urls.get(webhook_field("memory_creation"))
+    # The secret OMI issued the app is the one the app checks with (the first, while it rotates).
+    secrets = signing_secrets(app.config, "OMI_WEBHOOK_SECRET") or signing_secrets(
+        app.config, "OMI_TOOLS_SECRET"
+    )
     settings: dict[str, object] = {
         "app_home_url": urls[APP_HOME_URL],
         "setup_completed_url": urls[SETUP_COMPLETED_URL],
         "api_key": app.config.get("OMI_API_KEY"),
+        "signing_secret": secrets[0] if secrets else None,
     }
     if webhook is not None:
-        settings.update(
-            webhook_url=webhook,
-            triggers_on="memory_creation",
-            webhook_secret=app.config.get("OMI_WEBHOOK_SECRET"),
-        )
+        settings.update(webhook_url=webhook, triggers_on="memory_creation")
     manifest = urls.get(MANIFEST_URL)
     if manifest is not None:
-        settings.update(chat_tools_manifest_url=manifest, tools_secret=app.config.get("OMI_TOOLS_SECRET"))
+        settings.update(chat_tools_manifest_url=manifest)
     settings.update(options)
     return fake.register_app(str(app.config["OMI_APP_ID"]), **settings)  # type: ignore[arg-type]
 
 
-def connect_app(fake: FakeOmiStore, fake_url: str, app: Flask, base_url: str) -> LiveApp:
-    """Register the app in the fake and point the app at it (``OMI_API_BASE``, ``OMI_API_KEY``)."""
-    _, key = register_app_in_fake(fake, app, base_url)
+def connect_app(fake: FakeOmiStore, fake_url: str, app: Flask, base_url: str, **options: object) -> LiveApp:
+    """Register the app in the fake and point the app at it (``OMI_API_BASE``, ``OMI_API_KEY``);
+    ``options`` are more of the fake's app settings (``name``, ``auth_steps``...)."""
+    _, key = register_app_in_fake(fake, app, base_url, **options)
     app.config.update(OMI_API_BASE=fake_url, OMI_API_KEY=key)
     get_extension(app).client = None  # a client built before used the old settings
     return LiveApp(url=base_url, app=app, app_id=str(app.config["OMI_APP_ID"]), api_key=key)

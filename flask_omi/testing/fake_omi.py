@@ -125,12 +125,13 @@ class FakeOmi(FakeOmiStore):
     # -- webhooks -------------------------------------------------------------------------------------
     def trigger(self, app_id: str, uid: str, payload: Any, **options: Any) -> Delivery:
         """Deliver ``payload`` to the app's ``webhook_url`` for its ``triggers_on`` as OMI does
-        (see :func:`deliver_webhook`): signed with its ``webhook_secret`` when it has one and OMI
-        can read it (``webhook_secret_readable``), conversations retried. Returns the delivery."""
+        (see :func:`deliver_webhook`): signed with its ``signing_secret`` (both, while it rotates)
+        when it has one and OMI can read it (``webhook_secret_readable``), conversations retried.
+        Returns the delivery."""
         app = self.apps[app_id]
         if not app.webhook_url or app.triggers_on not in TRIGGERS:
             raise ValueError(f"app {app_id} has no webhook_url and triggers_on")
-        secret = app.webhook_secret if app.webhook_secret_readable else None
+        secret = app.secrets_at(self.clock()) if app.webhook_secret_readable else None
         delivery = deliver_webhook(app.webhook_url, app.triggers_on, uid, payload, secret=secret, **options)
         with self.lock:
             self.deliveries.append(delivery)

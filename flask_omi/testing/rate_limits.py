@@ -5,9 +5,10 @@
   key expires ``window`` seconds after the *first* counted request. Every call is counted, refused
   ones too, and a refusal says how long the key still lives. OMI multiplies the limits in
   production (``RATE_LIMIT_BOOST``), so the fake takes them as settings.
-- Notifications (``backend/routers/integration.py`` ``check_rate_limit``) count per UTC clock hour.
-  The first call of an hour stores 1 and then increments past it, and a call is refused once the
-  stored count reaches 10: nine go through per hour. A refusal is not counted.
+- Notifications (``backend/routers/integration.py`` 0def44eb, ``backend/routers/notifications.py``
+  05dc5115) count per app, user and UTC clock hour, from 0: ten go through per hour, and a call is
+  refused once the stored count reaches 10. A refusal is not counted. (Before 0def44eb the first
+  call stored 1, so only nine went through.)
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class RateLimits:
         name = f"notification_rate_limit:{app_id}:{uid}:{hour}"
         with self._lock:
             _, stored = self._windows.get(name, (0.0, 0))
-            count = stored or 1  # the first call of the hour stores 1 before it is judged
+            count = stored
             if count >= limit:
                 return Verdict(False, limit, limit - count, reset)
             self._windows[name] = (float(hour * 3600 + 3600), count + 1)

@@ -56,12 +56,16 @@ class FakeApp:
     actions: frozenset[str] = ALL_ACTIONS
     webhook_url: str | None = None
     triggers_on: str | None = None
-    webhook_secret: str | None = None
+    #: OMI's one signing secret per app (``whsec_...``), for webhooks (``v1``) and tool calls
+    #: (``v2``); while it is rotated the previous one stays valid 24 h and both sign
+    #: (``backend/database/webhook_signing.py`` 7b4b3cb2).
+    signing_secret: str | None = None
+    previous_signing_secret: str | None = None
+    previous_valid_until: float = 0.0
     #: False makes OMI fail to read the secret: it then sends deliveries unsigned, as OMI does.
     webhook_secret_readable: bool = True
-    #: Where OMI reads the app's chat tools; ``tools_secret`` signs the calls (``v2``).
+    #: Where OMI reads the app's chat tools.
     chat_tools_manifest_url: str | None = None
-    tools_secret: str | None = None
     #: The tools and chat-message settings read from the manifest by ``fetch_tools``.
     chat_tools: list[dict[str, Any]] = field(default_factory=list)
     chat_messages: dict[str, Any] | None = None
@@ -69,6 +73,49 @@ class FakeApp:
     #: scopes the app may use in proactive prompts.
     capabilities: frozenset[str] = frozenset()
     proactive_scopes: tuple[str, ...] = ()
+
+    def secrets_at(self, now: float) -> list[str]:
+        """The secrets OMI signs with now: the current one, and the previous one for 24 h."""
+        current = [self.signing_secret] if self.signing_secret else []
+        if self.previous_signing_secret and now < self.previous_valid_until:
+            return [*current, self.previous_signing_secret]
+        return current
+
+    # The names of 0.2, when the fake had a secret for each: OMI has one per app.
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.signing_secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.signing_secret = value
+
+    @property
+    def tools_secret(self) -> str | None:
+        return self.signing_secret
+
+    @tools_secret.setter
+    def tools_secret(self, value: str | None) -> None:
+        self.signing_secret = value
+
+
+@dataclass
+class CircuitBreaker:
+    """OMI's breaker for one endpoint (``backend/database/webhook_health.py``, used by
+    ``get_webhook_circuit_breaker``): ``failures`` in a row open it for ``seconds``."""
+
+    failures: int = 5
+    seconds: float = 30.0
+    in_a_row: int = 0
+    open_until: float = 0.0
+
+    def allows(self, now: float) -> bool:
+        return now >= self.open_until
+
+    def record(self, success: bool, now: float) -> None:
+        self.in_a_row = 0 if success else self.in_a_row + 1
+        if self.in_a_row >= self.failures:
+            self.open_until, self.in_a_row = now + self.seconds, 0
 
 
 def utc_iso(ts: float) -> str:
@@ -109,8 +156,15 @@ class FakeOmiStore:
         self.tool_calls: list[Any] = []
         self.proactive_notifications: dict[str, list[dict[str, Any]]] = {}
         self.user_names: dict[str, str] = {}
+        #: Where OMI last saw each user (``get_cached_user_geolocation``), added to tool calls.
+        self.geolocations: dict[str, dict[str, Any]] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._proactive_sent: dict[tuple[str, str], float] = {}
         self._ids = itertools.count(1)
+
+    def breaker(self, endpoint: str) -> CircuitBreaker:
+        with self.lock:
+            return self._breakers.setdefault(endpoint, CircuitBreaker())
 
     # -- apps ---------------------------------------------------------------------------------------
     def register_app(
@@ -124,11 +178,28 @@ class FakeOmiStore:
     ) -> tuple[FakeApp, str]:
         """Add an app; returns it and its API key (``sk_...``, generated unless given)."""
         key = api_key or "sk_" + secrets.token_hex(16)
+        legacy = {options.pop(name) for name in ("webhook_secret", "tools_secret") if name in options} - {
+            None
+        }
+        if len(legacy) > 1 or (legacy and options.get("signing_secret") not in (None, *legacy)):
+            raise ValueError("OMI has one signing secret per app: give signing_secret once")
+        if legacy:
+            options["signing_secret"] = legacy.pop()
         app = FakeApp(app_id=app_id, name=name, app_home_url=app_home_url, **options)
         with self.lock:
             self.apps[app_id] = app
             self.api_keys[key] = app_id
         return app, key
+
+    def rotate_signing_secret(self, app_id: str) -> str:
+        """Issue a new signing secret (``POST /v1/apps/{id}/webhook-signing-secret``); the old one
+        keeps signing for 24 h beside it."""
+        app = self.apps[app_id]
+        new = "whsec_" + secrets.token_urlsafe(24)
+        with self.lock:
+            app.previous_signing_secret, app.signing_secret = app.signing_secret, new
+            app.previous_valid_until = self.clock() + 24 * 3600
+        return new
 
     def enable_app(self, uid: str, app_id: str) -> None:
         with self.lock:

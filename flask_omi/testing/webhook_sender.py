@@ -82,7 +82,7 @@ def deliver_webhook(
     uid: str,
     payload: Any,
     *,
-    secret: str | None = None,
+    secret: str | list[str] | None = None,
     sample_rate: int = 16000,
     timestamp: int | None = None,
     durable: bool | None = None,

@@ -38,7 +38,7 @@ def build(**config: Any) -> tuple[Flask, list[Any]]:
 @pytest.fixture(params=["unsigned", "signed"])
 def target(request: pytest.FixtureRequest) -> tuple[FlaskClient, list[Any], bool]:
     signed = request.param == "signed"
-    app, seen = build(**({"OMI_WEBHOOK_SECRET": SECRET} if signed else {}))
+    app, seen = build(**({"OMI_SIGNING_SECRET": SECRET} if signed else {}))
     return app.test_client(), seen, signed
 
 
@@ -69,7 +69,7 @@ NON_ASCII_DIGITS = [
 
 @pytest.mark.parametrize("timestamp", NON_ASCII_DIGITS)
 def test_non_ascii_signature_timestamps_are_401(timestamp: str) -> None:
-    app, seen = build(OMI_WEBHOOK_SECRET=SECRET)
+    app, seen = build(OMI_SIGNING_SECRET=SECRET)
     header = f"t={timestamp},v1={'0' * 64}"
     response = app.test_client().post(
         "/omi/webhooks/conversation?uid=u1",
@@ -156,7 +156,7 @@ def test_a_dot_in_the_uid_cannot_shift_signed_bytes_between_uid_and_body() -> No
     """OMI signs uid ``alice`` with an audio body that happens to start with ``bob.``. The same
     signature covers uid ``alice.bob`` with the rest of the body, so that one is refused. (The other
     direction needs OMI to have signed a uid with a dot, which it never has.)"""
-    app, seen = build(OMI_WEBHOOK_SECRET=SECRET)
+    app, seen = build(OMI_SIGNING_SECRET=SECRET)
     client = app.test_client()
     data = b"\x01\x02" * 8
     body = b"bob." + data
