@@ -5,6 +5,7 @@ Each finding is either *fatal* (insecure, or sign-in cannot work: the command ex
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -163,7 +164,29 @@ def _urls(parts: SplitResult, local: bool) -> list[Finding]:
         )
     if parts.scheme != "https" and not local:
         found.append(Finding(True, "The App Home URL uses plain http on a public host: use https."))
+    if not local and not is_public_host(parts.hostname or ""):
+        found.append(
+            Finding(
+                False,
+                f"{parts.hostname} is not a public address: OMI calls the setup-completed URL and chat "
+                "tools only at public addresses (it refuses a new user's sign-in with 'This app is "
+                "misconfigured (setup URL is not a public address)'), and cannot reach webhooks there.",
+            )
+        )
     return found
+
+
+_PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home", ".corp", ".intranet")
+
+
+def is_public_host(host: str) -> bool:
+    """Whether OMI could call ``host``: a global IP address, or a dotted name outside the suffixes
+    private networks use. (OMI's own check resolves the name; this one cannot know the DNS.)"""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_global
+    except ValueError:
+        name = host.lower().rstrip(".")
+        return "." in name and not name.endswith(_PRIVATE_SUFFIXES)
 
 
 def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:

@@ -32,6 +32,8 @@ from .transport import RetryPolicy, Transport, header_int
 
 DEFAULT_BASE_URL: str = DEFAULTS["OMI_API_BASE"]
 MAX_PAGE_SIZE = 1000
+#: ``GET .../conversations`` refuses more (400 "statuses accepts at most 20 values", 0def44eb).
+MAX_STATUSES = 20
 #: Upper bound on pages an ``iter_*`` call fetches, so a misbehaving server cannot loop it forever.
 MAX_PAGES = 10_000
 
@@ -129,6 +131,8 @@ class OmiClient:
             body["started_at"] = iso_datetime(started_at, "started_at")
         if finished_at is not None:
             body["finished_at"] = iso_datetime(finished_at, "finished_at")
+        if geolocation is not None:
+            _check_geolocation(geolocation)
         optional = {"text_source_spec": text_source_spec, "language": language, "geolocation": geolocation}
         body.update({k: v for k, v in optional.items() if v is not None})
         self._write("/user/conversations", uid, body)
@@ -147,8 +151,9 @@ class OmiClient:
     ) -> None:
         """Add memories, given directly or as text for OMI to extract them from. 60 per hour.
 
-        ``text`` is always sent, as null when absent: OMI's model declares it without a default,
-        so a body without the key is refused with 422.
+        Either is enough: ``text`` is optional in OMI's published spec (0def44eb). It is still sent,
+        as null when absent, because OMI deployments before that declared it without a default and
+        refused a body without the key (422).
         """
         if not (text and text.strip()) and not memories:
             raise ValueError("create_memories needs text, memories, or both")
@@ -205,6 +210,8 @@ class OmiClient:
         _check_page(limit, offset)
         if not -1 <= max_transcript_segments <= 1000:
             raise ValueError("max_transcript_segments must be from -1 (all) to 1000")
+        if statuses and len(statuses) > MAX_STATUSES:
+            raise ValueError(f"OMI accepts at most {MAX_STATUSES} statuses")
         params = {
             "uid": uid,
             "limit": limit,
@@ -344,6 +351,14 @@ def _notification_result(body: Any, response: requests.Response) -> Notification
         "status": str(status),
         "rate_limit_remaining": header_int(response.headers.get("X-RateLimit-Remaining")),
     }
+
+
+def _check_geolocation(geolocation: Geolocation) -> None:
+    """OMI's bounds (422 otherwise, openapi 0def44eb), checked before a write that then fails."""
+    latitude, longitude = geolocation.get("latitude"), geolocation.get("longitude")
+    for name, value, bound in (("latitude", latitude, 90), ("longitude", longitude, 180)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -bound <= value <= bound:
+            raise ValueError(f"geolocation {name} must be a number from -{bound} to {bound}")
 
 
 def _check_page(limit: int, offset: int) -> None:

@@ -61,8 +61,14 @@ class StructuredDict(TypedDict, total=False):
 
 
 class Geolocation(TypedDict, total=False):
+    """Where a conversation happened: latitude -90..90, longitude -180..180 (openapi 0def44eb)."""
+
     latitude: float
     longitude: float
+    accuracy: float
+    altitude: float
+    capture_source: str
+    captured_at: str
 
 
 class Conversation(TypedDict, total=False):

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from example_app import create_app
-from flask_omi.testing import FakeOmi, LiveServer
+from flask_omi.testing import FakeOmi, LiveServer, connect_app
 
 from .chromium import chromium
 
@@ -45,15 +45,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
             }
         )
         server = LiveServer(app).bind()
-        _, api_key = fake.register_app(
-            "e2e-app",
-            name="Example OMI app",
-            app_home_url=f"{server.url}/omi/callback",
-            setup_completed_url=f"{server.url}/omi/setup-completed",
-            chat_tools_manifest_url=f"{server.url}/.well-known/omi-tools.json",
-            tools_secret=TOOLS_SECRET,
-        )
-        app.config["OMI_API_KEY"] = api_key
+        # Registered in the fake with exactly what `flask omi check` prints for pasting into OMI.
+        connect_app(fake, fake.url, app, server.url, name="Example OMI app")
         fake.add_memory("alice", "Alice likes green tea")
         app.extensions["example_setups"].complete("alice", "Alice")
         app.extensions["example_setups"].complete("bob", "Bob")
@@ -150,20 +143,30 @@ def test_new_user_signs_in_then_chooses_a_display_name(page: Any, site: Site) ->
     assert "(Newcomer)" in page.text_content("main")
 
 
-def test_two_tabs_start_sign_in_at_once_and_both_finish(browser: Any, site: Site) -> None:
+def test_two_tabs_only_the_newest_omi_page_finishes_oauth_py_62f4b462(browser: Any, site: Site) -> None:
+    """OMI keeps one CSRF cookie per browser (``omi_oauth_csrf``), so of two OMI pages open at once
+    only the newest can finish; the older one is refused by OMI and is started again from the app,
+    whose own pending sign-ins (OMI_MAX_PENDING_SIGNINS) are not the limit."""
     context = browser.new_context()
     context.set_default_timeout(10_000)
     try:
         first, second = context.new_page(), context.new_page()
         first.goto(f"{site.url}/omi/login?next=/dashboard")
+        first.wait_for_selector("#uid-input")
         second.goto(f"{site.url}/omi/login?next=/")
-        sign_in_on_omi(first, "bob")
-        first.wait_for_url(f"{site.url}/dashboard")
+        second.wait_for_selector("#uid-input")
+        first.fill("#uid-input", "bob")
+        first.click("#sign-in-button")
+        first.wait_for_function("document.getElementById('error-message').textContent.length > 0")
+        assert "Please restart the connection from the app" in first.text_content("#error-message")
+        assert first.url.startswith(site.fake.url)  # OMI refused it: the app never saw a callback
         sign_in_on_omi(second, "bob")
         second.wait_for_url(f"{site.url}/")
         assert "signed in as" in second.text_content("main")
         shot(second, "07-second-tab")
-        first.reload()
+        first.goto(f"{site.url}/omi/login?next=/dashboard")  # started again, it finishes
+        sign_in_on_omi(first, "bob")
+        first.wait_for_url(f"{site.url}/dashboard")
         assert first.text_content("#uid") == "bob"
     finally:
         context.close()

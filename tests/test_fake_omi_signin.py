@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -72,22 +73,61 @@ def test_redirect_is_plain_concatenation(fake_omi: FakeOmi) -> None:
     assert fake_omi.sign_in(authorize(fake_omi, "app2"), "u1") == "http://127.0.0.1:9/cb?x=1?uid=u1&state=S1"
 
 
+def token_form(fake: FakeOmi, **form: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A token form and the cookie a browser holds after opening OMI's page (for app1)."""
+    page = requests.get(authorize(fake, "app1"), timeout=5)
+    match = re.search(r'const csrfToken = "([^"]*)";', page.text)
+    assert match and page.cookies.get("omi_oauth_csrf") == match.group(1)
+    return {"csrf_token": match.group(1), **form}, {"omi_oauth_csrf": match.group(1)}
+
+
 def test_token_errors(fake_omi: FakeOmi) -> None:
     fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb")
     token = f"{fake_omi.url}/v1/oauth/token"
-    bad = requests.post(token, data={"firebase_id_token": "forged", "app_id": "app1"}, timeout=5)
-    assert_refused(bad, 401, "Invalid Firebase ID token")
-    ok_token = "fake-id-token:u1"
-    assert (
-        requests.post(token, data={"firebase_id_token": ok_token, "app_id": "zzz"}, timeout=5).status_code
-        == 404
+    form, cookie = token_form(fake_omi, firebase_id_token="forged", app_id="app1")
+    assert_refused(
+        requests.post(token, data=form, cookies=cookie, timeout=5), 401, "Invalid Firebase ID token"
     )
+    form, cookie = token_form(fake_omi, firebase_id_token="fake-id-token:u1", app_id="zzz")
+    assert_refused(requests.post(token, data=form, cookies=cookie, timeout=5), 404, "App not found")
     assert_refused(requests.post(token, data={"app_id": "app1"}, timeout=5), 422, "Field required")
     fake_omi.register_app("nohome", app_home_url=None)
-    assert (
-        requests.post(token, data={"firebase_id_token": ok_token, "app_id": "nohome"}, timeout=5).status_code
-        == 400
+    form, cookie = token_form(fake_omi, firebase_id_token="fake-id-token:u1", app_id="nohome")
+    assert_refused(
+        requests.post(token, data=form, cookies=cookie, timeout=5), 400, "App not configured for OAuth"
     )
+
+
+def test_omis_csrf_step_oauth_py_62f4b462(fake_omi: FakeOmi) -> None:
+    """OMI's page sets omi_oauth_csrf (HttpOnly, Secure, SameSite=Strict, 600 s) and embeds the same
+    token; the token step wants the field (422) and a matching cookie (403), checked first."""
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb")
+    token = f"{fake_omi.url}/v1/oauth/token"
+    page = requests.get(authorize(fake_omi), timeout=5)
+    set_cookie = page.headers["Set-Cookie"]
+    for attribute in ("omi_oauth_csrf=", "HttpOnly", "Secure", "SameSite=Strict", "Max-Age=600"):
+        assert attribute in set_cookie, set_cookie
+    identity = {"firebase_id_token": "forged", "app_id": "app1"}  # a bad token: the CSRF check comes first
+    missing = requests.post(token, data=identity, cookies={"omi_oauth_csrf": "x"}, timeout=5)
+    assert_refused(missing, 422, "csrf_token")
+    no_cookie = requests.post(token, data={**identity, "csrf_token": "x"}, timeout=5)
+    assert_refused(no_cookie, 403, "Please restart the connection from the app.")
+    other = requests.post(
+        token, data={**identity, "csrf_token": "x"}, cookies={"omi_oauth_csrf": "y"}, timeout=5
+    )
+    assert_refused(other, 403, "This authorization request is invalid or expired.")
+
+
+def test_in_one_browser_only_the_newest_omi_page_can_finish(fake_omi: FakeOmi) -> None:
+    fake_omi.register_app("app1", app_home_url="http://127.0.0.1:9/cb")
+    browser = requests.Session()
+    older = browser.get(authorize(fake_omi, state="S1"), timeout=5)
+    assert fake_omi.sign_in(authorize(fake_omi, state="S2"), "u1", browser).endswith("state=S2")
+    older_token = re.search(r'const csrfToken = "([^"]*)";', older.text)
+    assert older_token
+    form = {"firebase_id_token": "fake-id-token:u1", "app_id": "app1", "csrf_token": older_token.group(1)}
+    answer = browser.post(f"{fake_omi.url}/v1/oauth/token", data=form, timeout=5)
+    assert_refused(answer, 403, "Please restart the connection from the app.")
 
 
 def test_private_app_only_for_owner_and_testers(fake_omi: FakeOmi) -> None:
@@ -116,9 +156,10 @@ def test_paid_app_needs_purchase(fake_omi: FakeOmi) -> None:
         ({"is_setup_completed": True}, 200, None),
         ({"is_setup_completed": False}, 200, 400),
         ({}, 200, 400),
-        ([True], 200, 500),  # OMI calls .get() on the JSON: a list is its unhandled 500
-        (None, 200, 500),
-        (7, 200, 500),
+        # Not an object: "not completed" (_setup_completed_from_payload, oauth.py 62f4b462)
+        ([True], 200, 400),
+        (None, 200, 400),
+        (7, 200, 400),
         ("not json", 200, 503),
         ({"is_setup_completed": True}, 500, 503),
         ({"is_setup_completed": True}, 302, 503),

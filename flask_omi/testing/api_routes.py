@@ -139,8 +139,9 @@ def create_conversation(app_id: str) -> Any:
     started, finished = checks.datetime_field(body, "started_at"), checks.datetime_field(body, "finished_at")
     geolocation = checks.field(body, "geolocation", dict)
     if geolocation is not None:
-        for coordinate in ("latitude", "longitude"):
-            checks.field(
+        # latitude -90..90, longitude -180..180 (integration-public-openapi.json 0def44eb)
+        for coordinate, bound in (("latitude", 90), ("longitude", 180)):
+            value = checks.field(
                 geolocation,
                 coordinate,
                 float,
@@ -148,6 +149,13 @@ def create_conversation(app_id: str) -> Any:
                 required=True,
                 nullable=False,
             )
+            where = ("body", "geolocation", coordinate)
+            if isinstance(value, (int, float)) and value < -bound:
+                checks.add(
+                    "greater_than_equal", where, f"Input should be greater than or equal to {-bound}", value
+                )
+            elif isinstance(value, (int, float)) and value > bound:
+                checks.add("less_than_equal", where, f"Input should be less than or equal to {bound}", value)
     for name in ("text_source_spec", "language", "app_id", "client_device_id", "client_platform"):
         checks.field(body, name, str)
     checks.check()
@@ -235,6 +243,8 @@ def get_conversations(app_id: str) -> Any:
     checks.check()
     assert uid is not None
     _gate(app_id, uid, "get_conversations", "read_conversations")
+    if len(statuses) > 20:  # backend/routers/integration.py 0def44eb
+        raise ApiError(400, "statuses accepts at most 20 values")
     dates = _dates("start_date", "end_date")
     items = [
         c

@@ -22,12 +22,16 @@ from flask import Flask, Response, request
 from ..inbound.protocol import TRIGGERS
 from .api_routes import api
 from .chat import ToolCall, call_tool, chat, fetch_tools, take_transcript_answer
-from .oauth_routes import ID_TOKEN_PREFIX, oauth
+from .oauth_routes import CSRF_COOKIE, ID_TOKEN_PREFIX, oauth
 from .server import LiveServer
 from .store import FakeApp, FakeOmiStore
 from .webhook_sender import Delivery, deliver_webhook
 
+NO_ENDPOINTS = (
+    "No configured endpoints found. Add a webhook URL, MCP server, or chat tool before re-enabling."
+)
 _STATE_IN_PAGE = re.compile(r'const state = "([^"]*)";')
+_CSRF_IN_PAGE = re.compile(r'const csrfToken = "([^"]*)";')
 
 
 class FakeOmi(FakeOmiStore):
@@ -105,8 +109,18 @@ class FakeOmi(FakeOmiStore):
         match = _STATE_IN_PAGE.search(page.text)
         # The page's script reads the state from an HTML-escaped JavaScript string literal.
         page_state = json.loads(f'"{match.group(1)}"') if match else ""
+        token = _CSRF_IN_PAGE.search(page.text)
+        # A browser keeps one omi_oauth_csrf cookie, the last page's; requests would not send a
+        # Secure cookie over the fake's plain http, so it is kept without that flag.
+        cookie = page.cookies.get(CSRF_COOKIE)
+        if cookie is not None:
+            http.cookies.set(CSRF_COOKIE, cookie, domain=urlsplit(authorize_url).hostname or "", path="/")
         app_id = parse_qs(urlsplit(authorize_url).query).get("app_id", [""])[0]
-        form = {"firebase_id_token": ID_TOKEN_PREFIX + uid, "app_id": app_id, "csrf_token": "fake-csrf"}
+        form = {
+            "firebase_id_token": ID_TOKEN_PREFIX + uid,
+            "app_id": app_id,
+            "csrf_token": token.group(1) if token else "",
+        }
         if page_state:
             form["state"] = page_state
         token_url = authorize_url.split("/v1/oauth/authorize", 1)[0] + "/v1/oauth/token"
@@ -121,6 +135,30 @@ class FakeOmi(FakeOmiStore):
 
     def app(self, app_id: str) -> FakeApp:
         return self.apps[app_id]
+
+    def check_endpoints_for_reenable(self, app_id: str) -> str | None:
+        """What OMI does before it enables an app it disabled after 72 h of failures
+        (``validate_app_endpoints_for_reenable``, ``backend/utils/apps.py`` 0060291d): POST ``{}`` to
+        the webhook URL as configured (no uid, no signature; a 2xx is needed), then HEAD each chat
+        tool's endpoint (any answer will do). Returns None when OMI would re-enable the app, else
+        OMI's reason."""
+        app = self.apps[app_id]
+        checks = [("webhook", app.webhook_url, "POST", True)] if app.webhook_url else []
+        checks += [("chat tool", tool["endpoint"], "HEAD", False) for tool in app.chat_tools]
+        if not checks:
+            return NO_ENDPOINTS
+        for label, url, method, require_2xx in checks:
+            try:
+                answer = requests.request(method, url, json={}, timeout=10.0, allow_redirects=True)
+            except requests.Timeout:
+                return f"{label.capitalize()} endpoint timed out. Fix it before re-enabling."
+            except requests.ConnectionError:
+                return f"Cannot connect to {label} endpoint. Fix it before re-enabling."
+            if require_2xx and not 200 <= answer.status_code < 300:
+                return (
+                    f"{label.capitalize()} endpoint returned {answer.status_code}. Fix it before re-enabling."
+                )
+        return None
 
     # -- webhooks -------------------------------------------------------------------------------------
     def trigger(self, app_id: str, uid: str, payload: Any, **options: Any) -> Delivery:

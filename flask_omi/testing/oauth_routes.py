@@ -1,14 +1,20 @@
 """The fake OMI's sign-in pages: ``/v1/oauth/authorize`` and ``/v1/oauth/token``.
 
-They reproduce what OMI really does, quirks included: the authorize page renders ``state`` into a
-JavaScript string with HTML escaping (a missing state becomes the text ``None``), and its script
-builds the final URL as ``redirect_url + "?uid=" + uid + "&state=" + state`` without encoding.
+They reproduce what OMI really does (``backend/routers/oauth.py`` 62f4b462,
+``backend/templates/oauth_authenticate.html`` 0def44eb), quirks included: the authorize page renders
+``state`` into a JavaScript string with HTML escaping (a missing state becomes the text ``None``),
+and its script builds the final URL as ``redirect_url + "?uid=" + uid + "&state=" + state``
+without encoding. OMI's own CSRF step is there too: the page sets the ``omi_oauth_csrf`` cookie and
+embeds the same token, and the token step refuses a form whose token is not the cookie's, so in one
+browser only the most recently opened page can finish.
 The only difference is sign-in itself: instead of Firebase, the page asks which uid to be, and the
 "ID token" it posts is ``fake-id-token:<uid>``.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Any
 
 import requests
@@ -18,6 +24,9 @@ from werkzeug.wrappers import Response
 from .store import FakeOmiStore
 
 ID_TOKEN_PREFIX = "fake-id-token:"  # noqa: S105 (a marker, not a secret)
+#: OMI's double-submit CSRF cookie, and its answer when the page's token is not the cookie's.
+CSRF_COOKIE = "omi_oauth_csrf"
+STALE_PAGE = "This authorization request is invalid or expired. Please restart the connection from the app."
 #: OMI's HTTP client for the setup check (``utils/http_client.py`` ``get_auth_client``) waits 10 s.
 SETUP_CHECK_TIMEOUT = 10.0
 
@@ -46,21 +55,35 @@ def authorize() -> Any:
     if not app.app_home_url:
         return _detail(400, "App home URL not configured for this app.")
     # Jinja's autoescape puts the state into the script HTML-escaped, and None as "None": as OMI does.
-    return render_template(
-        "fake_omi/authorize.html",
-        app=app,
-        app_id=app_id,
-        state=request.args.get("state"),
-        id_token_prefix=ID_TOKEN_PREFIX,
+    csrf_token = secrets.token_urlsafe(32)
+    response = current_app.make_response(
+        render_template(
+            "fake_omi/authorize.html",
+            app=app,
+            app_id=app_id,
+            state=request.args.get("state"),
+            csrf_token=csrf_token,
+            id_token_prefix=ID_TOKEN_PREFIX,
+        )
     )
+    response.set_cookie(
+        CSRF_COOKIE, csrf_token, max_age=600, httponly=True, secure=True, samesite="Strict", path="/"
+    )
+    return response
 
 
 @oauth.post("/v1/oauth/token")
 def token() -> Any:
     form = request.form
-    id_token, app_id = form.get("firebase_id_token"), form.get("app_id")
-    if id_token is None or app_id is None:
-        return _detail(422, [{"loc": ["body"], "msg": "Field required", "type": "missing"}])
+    id_token, app_id, csrf_token = form.get("firebase_id_token"), form.get("app_id"), form.get("csrf_token")
+    missing = [name for name in ("firebase_id_token", "app_id", "csrf_token") if form.get(name) is None]
+    if missing:
+        problems = [{"loc": ["body", name], "msg": "Field required", "type": "missing"} for name in missing]
+        return _detail(422, problems)
+    assert id_token is not None and app_id is not None and csrf_token is not None
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if not cookie or not hmac.compare_digest(csrf_token.encode(), cookie.encode()):
+        return _detail(403, STALE_PAGE)
     if not id_token.startswith(ID_TOKEN_PREFIX) or len(id_token) == len(ID_TOKEN_PREFIX):
         return _detail(401, "Invalid Firebase ID token: not a fake OMI token")
     uid = id_token[len(ID_TOKEN_PREFIX) :]
@@ -109,10 +132,9 @@ def _enable_refusal(store: FakeOmiStore, app_id: str, uid: str) -> Response | No
                 "Could not verify app setup due to an invalid response from the app. "
                 "Please contact app developer or support.",
             )
-        if not isinstance(body, dict):
-            # OMI calls .get() on whatever JSON came back: a list or a number is its unhandled 500.
-            return Response("Internal Server Error", status=500, mimetype="text/plain")
-        if not body.get("is_setup_completed", False):
+        # Anything but an object with a truthy is_setup_completed is "not completed"
+        # (_setup_completed_from_payload, oauth.py 62f4b462; older OMI answered 500 for a non-object).
+        if not isinstance(body, dict) or not body.get("is_setup_completed", False):
             return _detail(400, "App setup is not completed. Please complete app setup before authorizing.")
     if app.paid and uid not in app.buyers:
         return _detail(403, "This is a paid app. Please purchase the app before authorizing.")
