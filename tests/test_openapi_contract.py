@@ -40,8 +40,24 @@ def query_parameters(op: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def body_schema(op: dict[str, Any]) -> dict[str, Any]:
-    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    return SCHEMAS[ref.rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+    """The request body's schema, named (``$ref``) or written inline, as OMI's spec has both."""
+    schema: dict[str, Any] = op["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        return SCHEMAS[schema["$ref"].rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+    return schema
+
+
+def test_inline_and_named_request_bodies_are_both_read() -> None:
+    named = {
+        "requestBody": {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}}}
+        }
+    }
+    inline_schema = {"type": "object", "additionalProperties": True}
+    inline = {"requestBody": {"content": {"application/json": {"schema": inline_schema}}}}
+    assert body_schema(named) is SCHEMAS["SearchRequest"]
+    assert body_schema(inline) is inline_schema
+    check_object(inline_schema, {"aid": "a", "uid": "u", "message": "m"}, "inline")
 
 
 class Recorder(requests.Session):
