@@ -9,6 +9,8 @@ flask-omi refuses its handler decorators.
 
 from __future__ import annotations
 
+from flask.sansio.app import App
+
 from .errors import OmiConfigError
 
 
@@ -28,3 +30,13 @@ class HandlersBeforeRegistration:
                 f"would also replace the one of every app already using it. Create one {kind}() per app "
                 "(in your app factory) and register its handlers before app.register_blueprint()."
             )
+
+
+def claim_extension_slot(app: App, key: str, kind: str) -> None:
+    """One blueprint of each kind per app: a second would silently replace the first's state (its
+    handlers, its verifiers, its manifest) for every request, so it is refused."""
+    if key in app.extensions:
+        raise OmiConfigError(
+            f"This app already has an {kind}: register one {kind} per app (give it a url_prefix of "
+            f"your choice); a second one would silently take over the first one's settings."
+        )

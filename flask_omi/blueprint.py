@@ -8,7 +8,7 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 
 from . import views
-from ._registration import HandlersBeforeRegistration
+from ._registration import HandlersBeforeRegistration, claim_extension_slot
 from .cli import register_commands
 from .config import check_sign_in_config, set_up
 from .errors import OmiCallbackError
@@ -54,6 +54,7 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
     def _set_up_app(self, state: BlueprintSetupState) -> None:
         self._close_handlers()
         app = state.app
+        claim_extension_slot(app, "omi", "OmiBlueprint")
         set_up(app)
         check_sign_in_config(app)
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "OMI_STATE_REGISTRY": None,
     "OMI_VERIFY_UID": False,
     "OMI_VERIFY_TIMEOUT": 5.0,
+    "OMI_EXTERNAL_URL": None,
     # the API client
     "OMI_API_BASE": "https://api.omi.me",
     "OMI_API_KEY": None,
@@ -117,6 +118,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_VERIFY_UID": (lambda v: isinstance(v, bool), "True or False"),
     "OMI_VERIFY_TIMEOUT": (_positive_number, "a positive number of seconds"),
     "OMI_API_BASE": (_http_url, "an http(s) URL with no query or fragment, such as https://api.omi.me"),
+    "OMI_EXTERNAL_URL": (
+        lambda v: v is None or _http_url(v),
+        "the app's public URL with no query or fragment, such as https://app.example.com, or None",
+    ),
     "OMI_API_KEY": (_text_or_none, "the app's secret key from OMI (sk_...)"),
     "OMI_API_TIMEOUT": (_positive_number, "a positive number of seconds"),
     "OMI_API_WRITE_TIMEOUT": (_positive_number, "a positive number of seconds"),
@@ -197,3 +202,10 @@ def set_up(app: App) -> None:
     """What every flask-omi blueprint does to the app's config when it is registered."""
     apply_defaults(app)
     check_config(app)
+
+
+def external_url(config: Mapping[str, Any], path: str) -> str | None:
+    """``path`` under ``OMI_EXTERNAL_URL``, the app's public address, or None when it is not set
+    (callers then build from the request, as ``url_for(..., _external=True)`` does)."""
+    base = config.get("OMI_EXTERNAL_URL")
+    return f"{str(base).rstrip('/')}{path}" if base else None

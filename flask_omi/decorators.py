@@ -11,7 +11,7 @@ from flask import current_app, redirect, request
 from werkzeug.urls import iri_to_uri
 
 from .extension import get_extension
-from .responses import json_error, login_url, wants_json
+from .responses import json_error, login_url, no_store, wants_json
 from .user import load_user_in_request
 from .validation import safe_next_path
 
@@ -58,4 +58,4 @@ def unauthorized() -> Any:
     if wants_json():
         description = "Sign in with OMI to use this resource."
         return json_error(401, "omi_login_required", description, login_url=url)
-    return redirect(url, code=302)
+    return no_store(redirect(url, code=302))  # a cached redirect would outlive the sign-in

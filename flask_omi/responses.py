@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from flask import Response, jsonify, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from .errors import OmiCallbackError
 from .extension import get_extension
 
-_NO_STORE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+_NO_STORE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 #: Sign-in pages are never framed: a framed "Sign in with OMI" button is a clickjacking target.
 _NO_FRAME_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
@@ -23,8 +30,12 @@ def wants_json() -> bool:
     return request.is_json and best is None
 
 
-def no_store(response: Response) -> Response:
-    """Keep sign-in pages out of caches, and their URLs out of Referer headers."""
+R = TypeVar("R", bound=BaseResponse)
+
+
+def no_store(response: R) -> R:
+    """Keep sign-in pages and redirects out of caches, their URLs out of Referer headers, and
+    their content type from being second-guessed by the browser."""
     response.headers.update(_NO_STORE_HEADERS)
     return response
 

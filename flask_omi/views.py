@@ -22,9 +22,9 @@ from .errors import (
 )
 from .extension import get_extension, omi_client
 from .responses import json_error, login_url, no_frames, no_store
-from .signals import omi_login_failed
+from .signals import omi_login_failed, omi_logout_requested
 from .state import PendingSignIns
-from .stores import hashed_key
+from .stores import StoreFull, hashed_key
 from .user import UID_KEY, login_omi_user, logout_omi_user
 from .validation import is_valid_uid, safe_next_path
 
@@ -69,12 +69,14 @@ def callback() -> BaseResponse:
     try:
         state = _single("state")
         next_path = _pending().complete(state)
-        _claim_once(state)
         uid = _single("uid")
         if not uid:
             raise UidMissing()
         if not is_valid_uid(uid):
             raise UidInvalid()
+        # Claimed only for a well-formed callback with a state this browser was issued, and before
+        # any slow verification, so that concurrent copies of one callback race for the claim.
+        _claim_once(state)
         if current_app.config["OMI_VERIFY_UID"]:
             _verify_with_omi(uid)
         for verifier in get_extension().handlers.uid_verifiers:
@@ -103,8 +105,13 @@ def _claim_once(state: str | None) -> None:
     ttl = int(float(config["OMI_STATE_MAX_AGE"])) + 60
     try:
         first = registry.claim(hashed_key(state), ttl) == "new"
-    except Exception:
-        logger.exception("OMI sign-in: the used-state registry failed; refusing the sign-in")
+    except StoreFull:
+        # An in-process registry that is full must not lock every user out of sign-in: this
+        # sign-in keeps the session's own single-use check (see SECURITY.md), and the log says why.
+        logger.error("OMI sign-in: OMI_STATE_REGISTRY is full; use a Redis registry (claim skipped)")
+        return
+    except Exception as error:
+        logger.error("OMI sign-in refused: the used-state registry failed (%s)", type(error).__name__)
         raise StateCheckUnavailable() from None
     if not first:
         raise StateReused()
@@ -156,6 +163,10 @@ def logout() -> BaseResponse:
         response = json_error(405, "method_not_allowed", "Sign out with POST (or set OMI_LOGOUT_ALLOW_GET).")
         response.headers["Allow"] = "POST"
         return response
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Sent whether or not an OMI uid is in the session: a sign-in restored by another extension
+    # (Flask-Login's remember-me) is signed out by its bridge, even when OMI's part is long gone.
+    omi_logout_requested.send(app)
     logout_omi_user()
     return redirect(current_app.config["OMI_LOGOUT_REDIRECT"], code=302)
 

@@ -117,7 +117,9 @@ def test_the_apps_own_logout_signs_out_of_omi_too() -> None:
     assert_refused(client.get("/members"), 401, "Unauthorized")
 
 
-def test_a_flask_login_only_user_signs_out_fully_and_a_signed_out_logout_changes_nothing() -> None:
+def test_with_the_bridge_omis_sign_out_signs_a_flask_login_only_user_out_too() -> None:
+    """The bridge makes the two one sign-in: POST /omi/logout signs out of Flask-Login whatever
+    signed the user in (a remember-me restore leaves no OMI uid to go by), remember-me included."""
     app = create_app()
 
     @app.post("/password-login")
@@ -131,11 +133,25 @@ def test_a_flask_login_only_user_signs_out_fully_and_a_signed_out_logout_changes
     client = app.test_client()
     client.post("/password-login")
     assert client.get_cookie("remember_token") is not None
-    client.post("/omi/logout")  # nobody is signed in with OMI: nothing changes
-    assert both(client) == {"omi": None, "flask_login": "pw-user", "planted": "cart"}
-    client.post("/app-logout")
+    client.post("/omi/logout")
     assert client.get_cookie("remember_token") is None
-    assert both(client)["flask_login"] is None
+    assert both(client)["flask_login"] is None and both(client)["omi"] is None
+    client.post("/app-logout")
+    assert client.get_cookie("remember_token") is None and both(client)["flask_login"] is None
+
+
+def test_a_sign_out_with_nobody_signed_in_changes_nothing() -> None:
+    app = create_app()
+
+    @app.post("/plant")
+    def plant() -> str:
+        session["planted"] = "cart"
+        return "planted"
+
+    client = app.test_client()
+    client.post("/plant")
+    client.post("/omi/logout")
+    assert both(client) == {"omi": None, "flask_login": None, "planted": "cart"}
 
 
 def test_a_user_flask_login_refuses_is_signed_in_to_neither() -> None:

@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, g, session
 from flask_login import login_user, logout_user, user_logged_out
 
-from ..signals import omi_logged_in, omi_logged_out
+from ..signals import omi_logged_in, omi_logged_out, omi_logout_requested
 from ..user import logout_omi_user
 
 logger = logging.getLogger("flask_omi")
@@ -42,6 +42,7 @@ class FlaskLoginBridge:
         app.extensions["omi_flask_login"] = self
         omi_logged_in.connect(self._omi_signed_in, app, weak=False)
         omi_logged_out.connect(self._omi_signed_out, app, weak=False)
+        omi_logout_requested.connect(self._logout_requested, app, weak=False)
         user_logged_out.connect(self._flask_login_signed_out, app, weak=False)
 
     def _omi_signed_in(self, sender: Flask, uid: str, **extra: Any) -> None:
@@ -49,6 +50,19 @@ class FlaskLoginBridge:
         if user is None or not login_user(user, remember=self.remember):
             logger.warning("OMI sign-in: no active Flask-Login user for this uid; signed out of both")
             logout_omi_user()
+            return
+        if not self.remember:
+            # A remember-me cookie of whoever used this browser before (a password sign-in with
+            # "remember me") would otherwise bring them back after a restart: Flask-Login deletes
+            # it at the end of this request.
+            session["_remember"] = "clear"
+
+    def _logout_requested(self, sender: Flask, **extra: Any) -> None:
+        """``POST /omi/logout`` signs out of Flask-Login too, also when Flask-Login restored the
+        user from its remember-me cookie and the session holds no OMI uid."""
+        if g.get(_BRIDGING):
+            return
+        logout_user()  # its user_logged_out signs out of OMI, through _flask_login_signed_out
 
     def _omi_signed_out(self, sender: Flask, uid: str, **extra: Any) -> None:
         if g.get(_BRIDGING):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from itertools import accumulate
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from flask import Request
 
@@ -42,6 +42,15 @@ def header(req: Request, name: str) -> str | None:
     delivery, and Werkzeug's header view costs several calls per lookup."""
     value: str | None = req.environ.get("HTTP_" + name.upper().replace("-", "_"))
     return value
+
+
+def query_is_utf8(raw: bytes) -> bool:
+    """Whether every name and value of a raw query string percent-decodes to UTF-8."""
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def query_value(req: Request, name: str) -> str:

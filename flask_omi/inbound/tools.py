@@ -24,15 +24,15 @@ from typing import Any, TypeVar, cast, overload
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request, url_for
 from flask.sansio.blueprints import BlueprintSetupState
 
-from .._registration import HandlersBeforeRegistration
-from ..config import set_up, signing_secrets, store_for
+from .._registration import HandlersBeforeRegistration, claim_extension_slot
+from ..config import external_url, set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, InboundSignatureError, OmiConfigError, OmiInboundError
 from ..extension import get_extension
 from ..stores import KeyStore
 from ..validation import is_valid_uid
 from .csrf import exempt_from_csrf
 from .protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
-from .request import header, json_body, read_body
+from .request import header, json_body, query_is_utf8, read_body
 from .request_signing import verify_request_signature
 from .tool_spec import METHODS, QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
 
@@ -115,6 +115,7 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
     def _set_up_app(self, state: BlueprintSetupState) -> None:
         self._close_handlers()
         app = state.app
+        claim_extension_slot(app, "omi_tools", "OmiTools")
         set_up(app)
         exempt_from_csrf(app, self)
         if any(spec.requires_sign_in or "user" in spec.injected for spec in self.specs.values()):
@@ -136,7 +137,10 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         tools = [
             # Absolute: OMI turns a relative endpoint into App Home URL + path by concatenation
             # (apps.py _process_chat_tools_manifest, 0045c1a9), which is not where the tool is.
-            spec.manifest_entry(url_for(f"{prefix}.call", tool_name=name, _external=True))
+            spec.manifest_entry(
+                external_url(current_app.config, url_for(f"{prefix}.call", tool_name=name))
+                or url_for(f"{prefix}.call", tool_name=name, _external=True)
+            )
             for name, spec in self.specs.items()
         ]
         manifest: dict[str, Any] = {"tools": tools}
@@ -154,6 +158,10 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         if req.method != spec.method:
             return _error(app, 405, f"{tool_name} is called with {spec.method}.")
         body = read_body(req, int(app.config["OMI_TOOLS_MAX_BYTES"]), "call")
+        # What is signed must be what the view reads: a query that is not UTF-8 is decoded one way
+        # by the signature check (with U+FFFD) and another by Werkzeug, so it is refused first.
+        if not query_is_utf8(req.query_string):
+            raise InboundPayloadError("query_not_utf8", "The query string must be UTF-8.")
         _check_signature(app, req, body)
         from_query = spec.method in QUERY_METHODS
         payload = _payload(req, body, from_query)
@@ -261,7 +269,9 @@ def _injected(app: Flask, spec: ToolSpec, uid: str, payload: dict[str, Any]) -> 
         loader = extension.handlers.user_loader
         user = app.ensure_sync(loader)(uid) if loader is not None else None
         if spec.requires_sign_in and user is None:
-            sign_in = url_for(extension.endpoint("login"), _external=True)
+            # From the configured public URL when there is one, never from the Host header alone.
+            path = url_for(extension.endpoint("login"))
+            sign_in = external_url(app.config, path) or url_for(extension.endpoint("login"), _external=True)
             raise ToolError(f"Sign in to this app with OMI first, then ask again: {sign_in}")
         if "user" in spec.injected:
             values["user"] = user

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
 
-from .._registration import HandlersBeforeRegistration
+from .._registration import HandlersBeforeRegistration, claim_extension_slot
 from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
 from ..stores import RUNNING_TTL, KeyStore
@@ -131,6 +131,7 @@ def _current() -> tuple[Flask, Request]:
 def _set_up_app(state: BlueprintSetupState) -> None:
     if isinstance(state.blueprint, HandlersBeforeRegistration):
         state.blueprint._close_handlers()
+    claim_extension_slot(state.app, "omi_webhooks", "OmiWebhooks")
     set_up(state.app)
     exempt_from_csrf(state.app, state.blueprint)
     prefix = f"{state.name_prefix}.{state.name}".lstrip(".")

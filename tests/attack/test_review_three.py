@@ -1,0 +1,235 @@
+"""What the third review broke, each as the attack it tried: remember-me surviving sign-out and
+user switching, a full state registry locking everyone out, a second blueprint silently taking
+over, signatures over bytes the view reads differently, host-built links and missing headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_login import LoginManager, UserMixin, current_user, login_user
+
+from flask_omi import (
+    MemoryStateRegistry,
+    OmiBlueprint,
+    OmiConfigError,
+    OmiTools,
+    OmiWebhooks,
+    current_omi_user,
+)
+from flask_omi.contrib.flask_login import FlaskLoginBridge
+from flask_omi.inbound.request_signing import signed_headers
+
+from ..conftest import make_app, start_login
+from ..helpers import assert_refused, sign_in
+
+
+class User(UserMixin):
+    def __init__(self, uid: str) -> None:
+        self.id = uid
+
+
+def bridged(remember: bool) -> Flask:
+    """The documented Flask-Login bridge, and a password sign-in of the app's own."""
+    app = make_app(OmiBlueprint())
+    login_manager = LoginManager(app)
+    login_manager.user_loader(User)
+    FlaskLoginBridge(load_user=User, remember=remember).init_app(app)
+
+    @app.post("/password-login")
+    def password_login() -> str:
+        login_user(User("bob"), remember=True)
+        return "in"
+
+    @app.get("/who")
+    def who() -> dict[str, Any]:
+        return {
+            "omi": current_omi_user.uid,
+            "flask_login": current_user.get_id() if current_user.is_authenticated else None,
+        }
+
+    return app
+
+
+def restart_browser(client: FlaskClient) -> None:
+    """Closing the browser drops the session cookie; the remember-me cookie stays."""
+    client.delete_cookie("session")
+
+
+def test_sign_out_after_a_remember_me_restore_signs_out_for_good(
+    record_property: pytest.RecordProperty,
+) -> None:
+    """Medium 1: after a restart Flask-Login restores the user but the session holds no OMI uid;
+    POST /omi/logout must still sign out, remember-me cookie included (a shared computer)."""
+    record_property("cases", 1)
+    client = bridged(remember=True).test_client()
+    sign_in(client, "alice")
+    restart_browser(client)
+    assert client.get("/who").get_json() == {"omi": None, "flask_login": "alice"}  # restored
+    assert client.post("/omi/logout").status_code == 302
+    assert client.get_cookie("remember_token") is None
+    restart_browser(client)
+    assert client.get("/who").get_json() == {"omi": None, "flask_login": None}
+
+
+@pytest.mark.parametrize(("remember", "after_restart"), [(False, None), (True, "alice")])
+def test_an_omi_sign_in_clears_the_previous_users_remember_me(
+    remember: bool, after_restart: str | None, record_property: pytest.RecordProperty
+) -> None:
+    """Low 8: Bob signs in with a password and "remember me"; Alice signs in with OMI in the same
+    browser. After a restart the browser must not be Bob again."""
+    record_property("cases", 1)
+    client = bridged(remember=remember).test_client()
+    client.post("/password-login")
+    assert client.get_cookie("remember_token") is not None
+    sign_in(client, "alice")
+    restart_browser(client)
+    assert client.get("/who").get_json()["flask_login"] == after_restart
+
+
+def test_a_full_memory_registry_never_locks_everyone_out(
+    caplog: pytest.LogCaptureFixture, record_property: pytest.RecordProperty
+) -> None:
+    """Low 6: anyone could fill MemoryStateRegistry and every sign-in answered 503 with a traceback.
+    Now only well-formed callbacks claim, a full registry falls back to the session's own
+    single-use check, and each refusal is one log line."""
+    record_property("cases", 3)
+    registry = MemoryStateRegistry(max_entries=2)
+    app = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=registry)
+    attacker = app.test_client()
+    for _ in range(5):  # callbacks without a uid claim nothing
+        attacker.get(f"/omi/callback?state={start_login(attacker)}")
+    assert len(registry) == 0
+    for n in range(2):  # two honest sign-ins fill it
+        sign_in(app.test_client(), f"u{n}")
+    assert len(registry) == 2
+    honest = app.test_client()
+    with caplog.at_level(logging.INFO, logger="flask_omi"):
+        state = start_login(honest)
+        assert honest.get(f"/omi/callback?uid=carol&state={state}").status_code == 302
+        assert honest.get("/dashboard").get_data(as_text=True) == "hello carol"
+        replay = honest.get(f"/omi/callback?uid=carol&state={state}")  # the session still refuses it
+        assert replay.status_code == 400 and ">state_reused<" in replay.get_data(as_text=True)
+    assert "OMI_STATE_REGISTRY is full" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_failing_registry_is_logged_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    class Down:
+        def claim(self, key: str, ttl: int) -> bool:
+            raise ConnectionError("redis is down")
+
+    client = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=Down()).test_client()
+    with caplog.at_level(logging.INFO, logger="flask_omi"):
+        answer = client.get(f"/omi/callback?uid=u1&state={start_login(client)}")
+    assert answer.status_code == 503 and "state_check_unavailable" in answer.get_data(as_text=True)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None and "ConnectionError" in errors[0].getMessage()
+
+
+def _omi() -> OmiBlueprint:
+    return OmiBlueprint()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "kind"),
+    [
+        (_omi, lambda: OmiBlueprint(name="admin_omi", url_prefix="/admin/omi"), "OmiBlueprint"),
+        (OmiTools, lambda: OmiTools(name="admin_tools", manifest_path="/admin/tools.json"), "OmiTools"),
+        (OmiWebhooks, lambda: OmiWebhooks(name="more_hooks", url_prefix="/more"), "OmiWebhooks"),
+    ],
+)
+def test_a_second_blueprint_of_a_kind_is_refused(
+    first: Any, second: Any, kind: str, record_property: pytest.RecordProperty
+) -> None:
+    """Low 7: a second OmiBlueprint's verifier was silently ignored and a public manifest pointed at
+    an admin tool: the second registration is refused instead."""
+    record_property("cases", 1)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k" * 40, OMI_APP_ID="01APP")
+    app.register_blueprint(first())
+    with pytest.raises(OmiConfigError, match=f"already has an {kind}"):
+        app.register_blueprint(second())
+
+
+SECRET = "whsec_review_three"
+
+
+def tool_app(**config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update({"SECRET_KEY": "k" * 40, "OMI_APP_ID": "01APP", "OMI_SIGNING_SECRET": SECRET, **config})
+    omi = OmiBlueprint()
+    omi.user_loader(lambda uid: None)
+    app.register_blueprint(omi)
+    tools = OmiTools()
+
+    @tools.tool(method="GET")
+    def lookup(q: str) -> str:
+        """Look up."""
+        return f"looked up {q!r}"
+
+    @tools.tool(requires_sign_in=True)
+    def private(uid: str) -> str:
+        """Private."""
+        return uid
+
+    app.register_blueprint(tools)
+    return app
+
+
+def signed_get(client: FlaskClient, sent: str, signed: str) -> Any:
+    headers = signed_headers(SECRET, method="GET", path="/omi/tools/lookup", query=signed, body=b"")
+    return client.get(f"/omi/tools/lookup?{sent}", headers=headers)
+
+
+@pytest.mark.parametrize("raw", ["q=%FF", "q=a%80b", "q=%C3"])
+def test_a_query_that_is_not_utf8_is_refused_before_the_signature(
+    raw: str, record_property: pytest.RecordProperty
+) -> None:
+    """Low 11: a call signed for q=%EF%BF%BD was accepted with q=%FF: Python's parse_qsl replaces
+    undecodable bytes, Werkzeug keeps them, so what was signed was not what the view read."""
+    record_property("cases", 1)
+    client = tool_app().test_client()
+    rest = "&uid=u1&app_id=01APP"
+    # The signature captured for the same query with U+FFFD where the bad bytes are.
+    signed = urlencode(parse_qsl(raw + rest, keep_blank_values=True))
+    assert "%EF%BF%BD" in signed
+    assert_refused(signed_get(client, raw + rest, signed), 400, "UTF-8")
+    honest = signed_get(client, "q=%C3%A9" + rest, "q=%C3%A9" + rest)
+    assert honest.get_json() == {"result": "looked up 'é'"}
+
+
+def test_the_sign_in_link_in_a_tool_answer_ignores_the_host_header(
+    record_property: pytest.RecordProperty,
+) -> None:
+    """Low 12: the requires_sign_in message was built from the Host header an attacker sends."""
+    record_property("cases", 1)
+    app = tool_app(OMI_SIGNING_SECRET=None, OMI_EXTERNAL_URL="https://app.example.com")
+    answer = app.test_client().post("/omi/tools/private", json={"uid": "u1"}, base_url="https://evil.example")
+    assert "https://app.example.com/omi/login" in answer.get_json()["error"]
+    assert "evil.example" not in json.dumps(answer.get_json())
+    manifest = (
+        app.test_client().get("/.well-known/omi-tools.json", base_url="https://evil.example").get_json()
+    )
+    assert {tool["endpoint"] for tool in manifest["tools"]} == {
+        "https://app.example.com/omi/tools/lookup",
+        "https://app.example.com/omi/tools/private",
+    }
+
+
+def test_library_pages_are_not_sniffed_and_the_login_redirect_is_not_cached(
+    record_property: pytest.RecordProperty,
+) -> None:
+    """Low 12: the decorator's redirect lacked Cache-Control: no-store; pages lacked nosniff."""
+    record_property("cases", 3)
+    client = make_app(OmiBlueprint()).test_client()
+    redirect = client.get("/dashboard", headers={"Accept": "text/html"})
+    assert redirect.status_code == 302 and "no-store" in redirect.headers["Cache-Control"]
+    error_page = client.get("/omi/callback?uid=u1&state=forged")
+    continue_page = client.get("/omi/callback?uid=u1")
+    for page in (error_page, continue_page, redirect):
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
