@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from .client import OmiClient
 from .config import store_for
 from .errors import OmiConfigError
-from .stores import KeyStore
+from .stores import KeyStore, PerProcessNotice
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,6 +51,13 @@ class OmiExtension:
     #: ``OMI_STATE_REGISTRY``'s value and the store made of it, made again only when it changes
     #: (the setting may be given after the blueprint is registered).
     _state_store: tuple[object, KeyStore | None] = field(default=(None, None), repr=False)
+    #: Said once when the registry is per process and the server runs several processes.
+    state_notice: PerProcessNotice = field(
+        default_factory=lambda: PerProcessNotice(
+            "OMI_STATE_REGISTRY", "a callback replayed to another worker with a copied cookie signs in", False
+        ),
+        repr=False,
+    )
 
     def state_store(self, config: Mapping[str, Any]) -> KeyStore | None:
         value = config["OMI_STATE_REGISTRY"]

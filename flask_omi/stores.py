@@ -22,10 +22,13 @@ or ``None`` (off), the app's Redis client (shared), or any :class:`KeyStore`. Th
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .errors import OmiConfigError
@@ -34,8 +37,10 @@ Claim = Literal["new", "running", "done"]
 #: Kept for code written against 0.2: the same three values.
 Status = Claim
 WhenFull = Literal["refuse", "forget_oldest"]
-#: How long a webhook delivery's claim may stay "running" before a crashed worker's claim is given up.
-RUNNING_TTL = 300
+#: How long a webhook delivery's claim may stay "running": twice OMI's 30 s read timeout. A handler
+#: still running then has had its delivery given up by OMI, whose retry may take the claim over;
+#: a crashed worker's claim is not held against OMI's retries for long.
+RUNNING_TTL = 60
 
 
 class StoreFull(RuntimeError):
@@ -126,19 +131,32 @@ class MemoryStore:
 _DONE = (b"done", "done")
 
 
+def _as_bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 class RedisStore:
-    """A store in Redis, shared by every instance: ``SET NX EX`` claims atomically on the server."""
+    """A store in Redis, shared by every instance: ``SET NX EX`` claims atomically on the server.
+
+    Each claim writes a value of its own (``running:<random>``). A Redis client that retries a
+    command after a timeout may send the ``SET`` twice, the first having succeeded: the second then
+    finds the key taken, and reading back its own value tells the claim apart from another
+    request's, so an honest request is never refused as its own replay.
+    """
 
     def __init__(self, redis: Any, prefix: str = "omi:") -> None:
         self._redis, self._prefix = redis, prefix
 
     def claim(self, key: str, ttl: int) -> Claim:
         name = self._prefix + key
+        mine = b"running:" + secrets.token_hex(8).encode()
         for _ in range(2):  # the key may expire between SET and GET: then try once more
-            if self._redis.set(name, b"running", nx=True, ex=max(1, ttl)):
+            if self._redis.set(name, mine, nx=True, ex=max(1, ttl)):
                 return "new"
             value = self._redis.get(name)
             if value is not None:
+                if _as_bytes(value) == mine:
+                    return "new"  # this request's own SET, sent again by the client's retry
                 return "done" if value in _DONE else "running"
         return "running"
 
@@ -295,6 +313,38 @@ def resolve_store(
     )
 
 
-def hashed_key(value: str) -> str:
-    """What is stored for a secret such as a state: its SHA-256, so the store never holds it."""
-    return hashlib.sha256(value.encode("ascii")).hexdigest()
+def hashed_key(value: str | bytes) -> str:
+    """What is stored for a secret such as a state (or for a long value such as a body): its
+    SHA-256, so the store never holds it."""
+    return hashlib.sha256(value.encode() if isinstance(value, str) else value).hexdigest()
+
+
+def is_per_process(store: object) -> bool:
+    """Whether ``store`` lives in this process's memory, and so guards nothing across workers."""
+    inner = getattr(store, "ledger", None) or getattr(store, "registry", None) or store
+    inner = getattr(inner, "store", inner)
+    return isinstance(inner, MemoryStore)
+
+
+@dataclass
+class PerProcessNotice:
+    """Says once, as an error, that a store kept in each process serves several processes: each
+    worker then guards only what reaches it (gunicorn -w 4 ran one signed tool call 4 times)."""
+
+    setting: str
+    #: What goes wrong without a shared store, said in the log line.
+    consequence: str
+    #: Whether the setting's store is in this process only; nothing is said otherwise.
+    active: bool
+    said: bool = False
+
+    def check(self, multiprocess: object, logger: logging.Logger) -> None:
+        if self.active and multiprocess and not self.said:
+            self.said = True
+            logger.error(
+                "%s is kept in each worker process and this server runs several: %s. "
+                "Set %s to the app's Redis client (see SECURITY.md).",
+                self.setting,
+                self.consequence,
+                self.setting,
+            )

@@ -24,7 +24,7 @@ from .extension import get_extension, omi_client
 from .responses import json_error, login_url, no_frames, no_store
 from .signals import omi_login_failed, omi_logout_requested
 from .state import PendingSignIns
-from .stores import StoreFull, hashed_key
+from .stores import StoreFull, hashed_key, is_per_process
 from .user import UID_KEY, login_omi_user, logout_omi_user
 from .validation import is_valid_uid, safe_next_path
 
@@ -97,9 +97,12 @@ def _claim_once(state: str | None) -> None:
     """With ``OMI_STATE_REGISTRY``, the first callback to claim a state wins; every other one,
     concurrent or replayed with an old cookie, on any instance, is refused as reused."""
     config = current_app.config
-    registry = get_extension().state_store(config)
+    extension = get_extension()
+    registry = extension.state_store(config)
     if registry is None or state is None:
         return
+    extension.state_notice.active = is_per_process(registry)
+    extension.state_notice.check(request.environ.get("wsgi.multiprocess"), logger)
     # The session already refuses the state once it is older than OMI_STATE_MAX_AGE; the claim
     # outlives that by a minute, for clocks that differ between instances.
     ttl = int(float(config["OMI_STATE_MAX_AGE"])) + 60

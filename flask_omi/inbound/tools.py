@@ -28,7 +28,7 @@ from .._registration import HandlersBeforeRegistration, claim_extension_slot
 from ..config import external_url, set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, InboundSignatureError, OmiConfigError, OmiInboundError
 from ..extension import get_extension
-from ..stores import KeyStore
+from ..stores import KeyStore, PerProcessNotice, is_per_process
 from ..validation import is_valid_uid
 from .csrf import exempt_from_csrf
 from .protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
@@ -53,6 +53,8 @@ class ToolsState:
     clock: Callable[[], float]
     #: The declared tools, by name (the blueprint's own dict).
     specs: dict[str, ToolSpec]
+    #: Said once when the replay store is per process and the server runs several processes.
+    notice: PerProcessNotice | None = None
 
 
 class OmiTools(HandlersBeforeRegistration, Blueprint):
@@ -127,8 +129,11 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
                 )
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
         ledger = store_for(app.config, "OMI_TOOLS_DEDUP")
+        notice = PerProcessNotice(
+            "OMI_TOOLS_DEDUP", "a signed call replayed to another worker runs again", is_per_process(ledger)
+        )
         app.extensions["omi_tools"] = ToolsState(
-            endpoint_prefix=prefix, ledger=ledger, clock=time.time, specs=self.specs
+            endpoint_prefix=prefix, ledger=ledger, clock=time.time, specs=self.specs, notice=notice
         )
 
     # -- routes -------------------------------------------------------------------------------------
@@ -217,6 +222,8 @@ def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     except ValueError:
         raise InboundSignatureError("signature_malformed", "The signed headers are not usable.") from None
     if state.ledger is not None:
+        if state.notice is not None:
+            state.notice.check(req.environ.get("wsgi.multiprocess"), logger)
         # A replay is refused for twice the tolerance: past that, its signature has expired.
         try:
             first = state.ledger.claim(delivery, 2 * tolerance) == "new"

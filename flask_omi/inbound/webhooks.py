@@ -21,9 +21,10 @@ from flask.sansio.blueprints import BlueprintSetupState
 from .._registration import HandlersBeforeRegistration, claim_extension_slot
 from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
-from ..stores import RUNNING_TTL, KeyStore
+from ..stores import KeyStore, PerProcessNotice, is_per_process
 from ..validation import is_ascii_digits, is_valid_uid
 from .csrf import exempt_from_csrf
+from .deliveries import admit, settle
 from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
 from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGER_RECEIVERS
 from .request import delivery_header, header, json_body, query_value, read_body
@@ -46,6 +47,8 @@ class WebhookState:
     ledger: KeyStore | None = None
     #: Seconds since the epoch, for signature timestamps. Replace it in tests to move time.
     clock: Callable[[], float] = time.time
+    #: Said once when the store is per process and the server runs several processes.
+    notice: PerProcessNotice | None = None
 
 
 @dataclass
@@ -96,31 +99,35 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
     # delivery passes a dozen checks (see benchmarks/).
     def _conversation(self) -> Response:
         app, req = _current()
-        uid, body = checked_request(app, req, app.extensions["omi_webhooks"])
+        uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
         return _dispatch(
             app,
             req,
             self.handlers.conversation,
-            "conversation",
+            Delivery("conversation", uid, body, signature),
             lambda ids: ConversationCreated.from_json(uid, json_body(body), **ids),
         )
 
     def _transcript(self) -> Response:
         app, req = _current()
-        uid, body = checked_request(app, req, app.extensions["omi_webhooks"])
+        uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
         return _dispatch(
             app,
             req,
             self.handlers.transcript,
-            "transcript",
+            Delivery("transcript", uid, body, signature),
             lambda ids: TranscriptBatch.from_json(uid, json_body(body), **ids),
         )
 
     def _audio(self) -> Response:
         app, req = _current()
-        uid, body = checked_request(app, req, app.extensions["omi_webhooks"])
+        uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
         return _dispatch(
-            app, req, self.handlers.audio, "audio", lambda ids: audio_chunk(req, uid, body, **ids)
+            app,
+            req,
+            self.handlers.audio,
+            Delivery("audio", uid, body, signature),
+            lambda ids: audio_chunk(req, uid, body, **ids),
         )
 
 
@@ -136,7 +143,12 @@ def _set_up_app(state: BlueprintSetupState) -> None:
     exempt_from_csrf(state.app, state.blueprint)
     prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
     ledger = store_for(state.app.config, "OMI_WEBHOOK_DEDUP")
-    state.app.extensions["omi_webhooks"] = WebhookState(endpoint_prefix=prefix, ledger=ledger)
+    notice = PerProcessNotice(
+        "OMI_WEBHOOK_DEDUP",
+        "OMI's retries and replays can run a handler once per process",
+        is_per_process(ledger),
+    )
+    state.app.extensions["omi_webhooks"] = WebhookState(endpoint_prefix=prefix, ledger=ledger, notice=notice)
 
 
 AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
@@ -161,8 +173,9 @@ def _answer_probe(_: ReenableProbe) -> Response:
     return current_app.response_class(_EMPTY_ANSWER, mimetype="application/json")
 
 
-def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str, bytes]:
-    """Size, then signature, then uid: nothing reaches a handler unless all pass."""
+def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str, bytes, str | None]:
+    """Size, then signature, then uid: nothing reaches a handler unless all pass. Returns the uid,
+    the body and the verified signature (None when signatures are not checked)."""
     config = app.config
     body = read_body(req, int(config["OMI_WEBHOOK_MAX_BYTES"]))
     uid = query_value(req, "uid")
@@ -185,7 +198,7 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
     # uid "a.b" verify for uid "a" with body "b." + body. OMI's uids (Firebase's) never hold one.
     if not is_valid_uid(uid) or "." in uid:
         raise InboundPayloadError("uid_invalid", "The uid is not a valid OMI uid.")
-    return uid, body
+    return uid, body, signature if secrets else None
 
 
 def audio_chunk(req: Request, uid: str, body: bytes, **ids: str | None) -> AudioChunk:
@@ -208,44 +221,68 @@ def _render_error(error: OmiInboundError) -> Response:
     return response
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One checked request from OMI, before its body is typed."""
+
+    kind: str
+    uid: str
+    body: bytes
+    #: The verified ``X-Omi-Signature``, or None when signatures are not checked.
+    signature: str | None
+
+
 def _dispatch(
     app: Flask,
     req: Request,
     handler: Handler | None,
-    kind: str,
+    delivery: Delivery,
     parse: Callable[[dict[str, str | None]], Any],
 ) -> Response:
+    kind = delivery.kind
     if handler is None:
         raise InboundPayloadError("no_handler", f"This app does not handle {kind} webhooks.", 404)
     delivery_id = delivery_header(req, DELIVERY_HEADER)
     idempotency_key = delivery_header(req, IDEMPOTENCY_HEADER)
     event = parse({"delivery_id": delivery_id, "idempotency_key": idempotency_key})
-    # Only durable deliveries are retried by OMI, and they carry an idempotency key; the delivery
-    # id of a live transcript or audio chunk is not signed, so remembering it would protect nothing.
-    ledger: KeyStore | None = app.extensions["omi_webhooks"].ledger
-    if ledger is None or idempotency_key is None:
+    state: WebhookState = app.extensions["omi_webhooks"]
+    ledger = state.ledger
+    if ledger is None or (idempotency_key is None and delivery.signature is None):
         return _run(app, handler, kind, event)
-    key = f"{kind}:{idempotency_key}"
-    ttl = int(app.config["OMI_WEBHOOK_DEDUP_TTL"])
+    if state.notice is not None:
+        state.notice.check(req.environ.get("wsgi.multiprocess"), logger)
     try:
-        seen = ledger.claim(key, min(ttl, RUNNING_TTL))
-    except Exception:
-        logger.exception("OMI %s webhook: the de-duplication store failed; OMI will retry", kind)
+        admission = admit(
+            ledger,
+            kind=kind,
+            uid=delivery.uid,
+            body=delivery.body,
+            idempotency_key=idempotency_key,
+            signature=delivery.signature,
+            tolerance=float(app.config["OMI_WEBHOOK_TOLERANCE"]),
+        )
+    except Exception as error:
+        logger.error("OMI %s webhook: the de-duplication store failed (%r); OMI will retry", kind, error)
         return _answer(503, error="dedup_unavailable", error_description="Please retry this delivery.")
-    if seen == "done":
+    if admission.verdict == "done":
         logger.info("OMI %s webhook: delivery already handled, not run again", kind)
         return jsonify({})
-    if seen == "running":
+    if admission.verdict == "running":
         # 425 is one of the answers OMI retries: if the running attempt fails, the event survives.
         return _answer(425, error="delivery_in_progress", error_description="This delivery is being handled.")
+    if admission.verdict == "replayed":
+        logger.warning("OMI %s webhook refused: replayed (a signature already used)", kind)
+        return _answer(409, error="replayed", error_description="This delivery was already received.")
     response = _run(app, handler, kind, event)
     try:
-        if response.status_code >= 500:
-            ledger.abandon(key)  # let OMI's retry run the handler again
-        else:
-            ledger.finish(key, ttl)
-    except Exception:
-        logger.exception("OMI %s webhook: could not record the delivery in the de-duplication store", kind)
+        settle(
+            ledger,
+            admission,
+            failed=response.status_code >= 500,
+            ttl=int(app.config["OMI_WEBHOOK_DEDUP_TTL"]),
+        )
+    except Exception as error:
+        logger.error("OMI %s webhook: could not record the delivery (%r)", kind, error)
     return response
 
 

@@ -233,3 +233,140 @@ def test_library_pages_are_not_sniffed_and_the_login_redirect_is_not_cached(
     continue_page = client.get("/omi/callback?uid=u1")
     for page in (error_page, continue_page, redirect):
         assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# -- several worker processes ------------------------------------------------------------------------
+def test_a_per_process_store_under_several_workers_is_an_error_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Medium 2: the defaults are per process; under a multi-process server that is said, once."""
+    app = tool_app(OMI_SIGNING_SECRET=SECRET)
+    client = app.test_client()
+    body = json.dumps({"uid": "u1", "app_id": "01APP"}).encode()
+    with caplog.at_level(logging.INFO, logger="flask_omi.tools"):
+        for _ in range(3):
+            headers = signed_headers(SECRET, method="POST", path="/omi/tools/private", query="", body=body)
+            client.post("/omi/tools/private", data=body, headers=headers, multiprocess=True)
+    said = [r for r in caplog.records if "OMI_TOOLS_DEDUP is kept in each worker process" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.ERROR
+
+
+@pytest.mark.parametrize(("replay_store", "runs"), [("memory", "several"), ("redis", 1)])
+def test_one_signed_call_sent_16_times_to_four_workers(
+    redis_url: str, replay_store: str, runs: Any, record_property: pytest.RecordProperty
+) -> None:
+    """Medium 2: with a per-process store each worker accepts the replay once (the review saw 4
+    runs); with the shared Redis store it runs exactly once and every copy is refused (409)."""
+    record_property("cases", 16)
+    import redis
+
+    from .servers import gunicorn
+
+    secret = "whsec_" + "w" * 20
+    env = {"TEST_SECRET_KEY": "s" * 40, "TEST_REDIS_URL": redis_url, "TEST_TOOLS": replay_store,
+           "TEST_SIGNING_SECRET": secret, "TEST_SESSIONS": "cookie"}  # fmt: skip
+    counter = redis.from_url(redis_url)
+    counter.delete("tool-runs")
+    body = json.dumps({"uid": "u1", "app_id": "load-app", "tool_name": "count"}).encode()
+    headers = signed_headers(secret, method="POST", path="/omi/tools/count", query="", body=body)
+    with gunicorn(env, workers=4) as server:
+        import requests
+
+        answers = [
+            requests.post(f"{server.url}/omi/tools/count", data=body, headers=headers, timeout=10).status_code
+            for _ in range(16)
+        ]
+    ran = int(counter.get("tool-runs") or 0)
+    assert answers.count(200) == ran and set(answers) <= {200, 409}
+    if runs == 1:
+        assert ran == 1
+    else:
+        assert ran >= 1  # one per worker that received a copy: why SECURITY.md asks for Redis
+
+
+# -- de-duplication keys and replayed signatures -------------------------------------------------------
+def webhook_app(**config: Any) -> tuple[Flask, list[Any]]:
+    app = Flask(__name__)
+    app.config.update({"SECRET_KEY": "k" * 40, "OMI_SIGNING_SECRET": SECRET, **config})
+    ran: list[Any] = []
+    hooks = OmiWebhooks()
+
+    @hooks.on_conversation_created
+    def handle(event: Any) -> None:
+        ran.append((event.id, event.idempotency_key))
+        if event.id == "fails-once" and len(ran) == 1:
+            raise RuntimeError("a passing failure")
+
+    app.register_blueprint(hooks)
+    return app, ran
+
+
+def post_delivery(client: FlaskClient, body: bytes, key: str, signature: str | None = None) -> Any:
+    from flask_omi.inbound.signing import signature_header
+
+    headers = {
+        "X-Omi-Signature": signature or signature_header(SECRET, "u1", body),
+        "X-Omi-Idempotency-Key": key,
+    }
+    return client.post("/omi/webhooks/conversation?uid=u1", data=body, headers=headers)
+
+
+def test_a_captured_delivery_cannot_claim_the_next_deliverys_key(
+    record_property: pytest.RecordProperty,
+) -> None:
+    """Low 4: OMI's keys are predictable (conversation:{id}:finalization:{revision}); a captured
+    delivery re-posted under the next revision's key made the genuine one answer 200 unrun."""
+    record_property("cases", 2)
+    from flask_omi.inbound.signing import signature_header
+
+    app, ran = webhook_app()
+    client = app.test_client()
+    first = json.dumps({"id": "c1", "structured": {"title": "v1"}}).encode()
+    captured = signature_header(SECRET, "u1", first)
+    assert post_delivery(client, first, "conversation:c1:finalization:1", captured).status_code == 200
+    replayed = post_delivery(client, first, "conversation:c1:finalization:2", captured)
+    assert_refused(replayed, 409, "replayed")
+    genuine = json.dumps({"id": "c1", "structured": {"title": "v2"}}).encode()
+    assert post_delivery(client, genuine, "conversation:c1:finalization:2").status_code == 200
+    assert ran == [("c1", "conversation:c1:finalization:1"), ("c1", "conversation:c1:finalization:2")]
+
+
+def test_omis_retry_after_a_failure_runs_again_even_within_the_same_second() -> None:
+    from flask_omi.inbound.signing import signature_header
+
+    app, ran = webhook_app()
+    client = app.test_client()
+    body = json.dumps({"id": "fails-once"}).encode()
+    signature = signature_header(SECRET, "u1", body)
+    assert post_delivery(client, body, "k1", signature).status_code == 500
+    assert post_delivery(client, body, "k1", signature).status_code == 200
+    assert post_delivery(client, body, "k1", signature).get_json() == {}  # handled: not run again
+    assert len(ran) == 2
+
+
+def test_a_redis_clients_own_retry_of_a_claim_is_not_a_replay(redis_url: str) -> None:
+    """Medium 3: redis-py retried a timed-out SET NX whose first attempt had written the key; the
+    honest sign-in or delivery was then refused as its own replay."""
+    import redis
+
+    from flask_omi.stores import RedisStore
+
+    class RetryingClient:
+        """A client whose SET reaches the server, times out on the way back, and is sent again."""
+
+        def __init__(self) -> None:
+            self.real = redis.from_url(redis_url)
+
+        def set(self, *args: Any, **kwargs: Any) -> Any:
+            self.real.set(*args, **kwargs)
+            return self.real.set(*args, **kwargs)  # the retry: NX fails, the key holds our value
+
+        def get(self, name: str) -> Any:
+            return self.real.get(name)
+
+        def delete(self, name: str) -> Any:
+            return self.real.delete(name)
+
+    store = RedisStore(RetryingClient(), prefix="retry-test:")
+    assert store.claim("k", 60) == "new"
+    assert RedisStore(redis.from_url(redis_url), prefix="retry-test:").claim("k", 60) == "running"

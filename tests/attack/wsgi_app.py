@@ -52,6 +52,8 @@ def create() -> Flask:
     app.register_blueprint(bp)
     if redis_url and os.environ.get("TEST_WEBHOOKS"):
         _add_counting_webhooks(app, redis_url)
+    if redis_url and os.environ.get("TEST_TOOLS"):
+        _add_counting_tool(app, redis_url, os.environ["TEST_TOOLS"])
 
     @app.get("/whoami")
     @omi_login_required
@@ -79,3 +81,23 @@ def _add_counting_webhooks(app: Flask, redis_url: str) -> None:
         store.incr(f"handled:{event.idempotency_key}")
 
     app.register_blueprint(hooks)
+
+
+def _add_counting_tool(app: Flask, redis_url: str, replay_store: str) -> None:
+    """A signed chat tool that counts its runs in Redis; its replay store is per process
+    (``memory``) or shared (``redis``)."""
+    import redis
+
+    from flask_omi import OmiTools
+
+    store = redis.from_url(redis_url)
+    app.config["OMI_SIGNING_SECRET"] = os.environ["TEST_SIGNING_SECRET"]
+    app.config["OMI_TOOLS_DEDUP"] = store if replay_store == "redis" else True
+    tools = OmiTools()
+
+    @tools.tool
+    def count(uid: str) -> str:
+        """Count a run."""
+        return str(store.incr("tool-runs"))
+
+    app.register_blueprint(tools)
