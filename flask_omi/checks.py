@@ -6,16 +6,14 @@ Each finding is either *fatal* (insecure, or sign-in cannot work: the command ex
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import signing_secrets
+from .deployment_checks import LOCAL_HOSTS, Finding, inbound_findings
 
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_DISTINCT = 10
 #: A state older than this is refused by OMI's own flow in practice (a person signs in in minutes);
@@ -25,12 +23,6 @@ _OBVIOUS_WORDS = (
     "secret", "password", "passwd", "changeme", "change-me", "change_me", "example", "default",
     "insecure", "qwerty", "letmein", "flask", "django", "dev-key", "devkey", "testkey", "test-key",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Finding:
-    fatal: bool
-    message: str
 
 
 def weak_secret_key_reason(key: object) -> str | None:
@@ -53,29 +45,43 @@ def check_settings(app: Flask, base_url: str, behind_proxy: bool) -> list[Findin
     local = (parts.hostname or "") in LOCAL_HOSTS
     found = [
         *_secret_key(app),
-        *_cookie(app.config, parts, local, app.debug),
+        *_cookie(app.config, parts, local),
         *_urls(parts, local),
         *_sign_in(app, parts, local),
         *_proxy(app, parts, local, behind_proxy),
         *_tools(app),
+        *inbound_findings(app, local),
     ]
     return found
 
 
 def _secret_key(app: Flask) -> list[Finding]:
+    found: list[Finding] = []
     reason = weak_secret_key_reason(app.secret_key)
-    if reason is None:
-        return []
-    return [
-        Finding(
-            True,
-            f"{reason}: whoever guesses it can forge sessions, and so sign-ins. "
-            "Use secrets.token_hex(32), kept out of the code.",
+    if reason is not None:
+        found.append(
+            Finding(
+                True,
+                f"{reason}: whoever guesses it can forge sessions, and so sign-ins. "
+                "Use secrets.token_hex(32), kept out of the code.",
+            )
         )
-    ]
+    # Flask also accepts sessions signed with each fallback key: a weak one forges sessions too.
+    for n, key in enumerate(app.config.get("SECRET_KEY_FALLBACKS") or ()):
+        weak = weak_secret_key_reason(key)
+        if weak is not None:
+            found.append(
+                Finding(
+                    True,
+                    f"SECRET_KEY_FALLBACKS[{n}]: {weak.replace('SECRET_KEY ', 'the key ')}; Flask still "
+                    "accepts sessions signed with it, so it forges sign-ins as well as SECRET_KEY would. "
+                    "Remove it once sessions signed with it have expired.",
+                )
+            )
+    return found
 
 
-def _cookie(config: Any, parts: SplitResult, local: bool, debug: bool) -> list[Finding]:
+def _cookie(config: Any, parts: SplitResult, local: bool) -> list[Finding]:
     found: list[Finding] = []
     samesite = str(config.get("SESSION_COOKIE_SAMESITE") or "").lower()
     if samesite == "strict":
@@ -103,12 +109,14 @@ def _cookie(config: Any, parts: SplitResult, local: bool, debug: bool) -> list[F
                 "can read the session cookie and take over the sign-in. Leave it on (Flask's default).",
             )
         )
-    if not debug and not config.get("SESSION_COOKIE_SECURE") and not local:
+    # No exemption for debug mode: the check is about the app as it will run in production, and
+    # FLASK_DEBUG left set in the shell must not make an insecure setting pass.
+    if not config.get("SESSION_COOKIE_SECURE") and not local:
         found.append(
             Finding(
                 True,
-                "SESSION_COOKIE_SECURE is off outside debug: the session cookie (your users' sign-in) "
-                "would also travel over plain http.",
+                "SESSION_COOKIE_SECURE is off: the session cookie (your users' sign-in) would also "
+                "travel over plain http.",
             )
         )
     found.extend(_cookie_scope(config, parts, local))
@@ -211,14 +219,6 @@ def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
                 "the app's Redis client (see SECURITY.md).",
             )
         )
-    if "omi_webhooks" in app.extensions and not signing_secrets(config, "OMI_WEBHOOK_SECRET"):
-        found.append(
-            Finding(
-                False,
-                "OMI_SIGNING_SECRET is not set: webhooks are accepted unsigned, so anyone who knows the "
-                "URL can post events for any uid. Set it to the app's signing secret from OMI.",
-            )
-        )
     return found
 
 
@@ -228,14 +228,6 @@ def _tools(app: Flask) -> list[Finding]:
     if state is None:
         return []
     found: list[Finding] = []
-    if not signing_secrets(app.config, "OMI_TOOLS_SECRET"):
-        found.append(
-            Finding(
-                False,
-                "OMI_SIGNING_SECRET is not set: tool calls are accepted unsigned, so anyone who knows a "
-                "tool's URL can call it for any uid. Set it to the app's signing secret from OMI.",
-            )
-        )
     for spec in state.specs.values():
         if not spec.description:
             found.append(

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "OMI_VERIFY_UID": False,
     "OMI_VERIFY_TIMEOUT": 5.0,
     "OMI_EXTERNAL_URL": None,
+    "OMI_SINGLE_PROCESS": False,
     # the API client
     "OMI_API_BASE": "https://api.omi.me",
     "OMI_API_KEY": None,
@@ -116,6 +117,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_LOGOUT_ALLOW_GET": (lambda v: isinstance(v, bool), "True or False"),
     "OMI_LOGOUT_CLEAR_SESSION": (lambda v: isinstance(v, bool), "True or False"),
     "OMI_VERIFY_UID": (lambda v: isinstance(v, bool), "True or False"),
+    "OMI_SINGLE_PROCESS": (lambda v: isinstance(v, bool), "True or False"),
     "OMI_VERIFY_TIMEOUT": (_positive_number, "a positive number of seconds"),
     "OMI_API_BASE": (_http_url, "an http(s) URL with no query or fragment, such as https://api.omi.me"),
     "OMI_EXTERNAL_URL": (

@@ -240,6 +240,7 @@ BAD_VALUES: dict[str, Any] = {
     "OMI_VERIFY_TIMEOUT": -1,
     "OMI_API_BASE": "api.omi.me",
     "OMI_EXTERNAL_URL": "app.example.com",
+    "OMI_SINGLE_PROCESS": "yes",
     "OMI_API_KEY": "",
     "OMI_API_TIMEOUT": 0,
     "OMI_API_WRITE_TIMEOUT": True,

@@ -170,4 +170,8 @@ def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:
         "Webhook URL (transcript_processed): https://app.example.com/omi/webhooks/transcript" in result.stdout
     )
     assert "Webhook URL (audio_bytes): https://app.example.com/omi/webhooks/audio" in result.stdout
-    assert "warning: OMI_SIGNING_SECRET is not set" in result.stdout
+    assert (
+        "warning: (must fix) OMI_SIGNING_SECRET is not set: webhooks are accepted unsigned" in result.stdout
+    )
+    assert "warning: (must fix) OMI_WEBHOOK_DEDUP is kept in each process" in result.stdout
+    assert result.exit_code == 1

@@ -362,5 +362,10 @@ def test_check_prints_the_manifest_url_and_warns(fake_omi: FakeOmi) -> None:
     assert "Chat tools manifest URL: http://127.0.0.1:5000/.well-known/omi-tools.json" in out
     assert "warning: tool undocumented has no description" in out
     assert "warning: tool undocumented: parameter query has no type hint" in out
-    assert "warning: OMI_SIGNING_SECRET is not set" in out
-    assert result.exit_code == 0  # advice, not a failure
+    assert "warning: (must fix) OMI_SIGNING_SECRET is not set: tool calls are accepted unsigned" in out
+    assert "warning: (must fix) OMI_TOOLS_DEDUP is kept in each process" in out
+    assert result.exit_code == 1
+    app.config.update(OMI_SIGNING_SECRET="whsec_x", OMI_SINGLE_PROCESS=True)
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "http://127.0.0.1:5000"])
+    out, _ = cli_streams(result)
+    assert "must fix" not in out and result.exit_code == 0  # the rest is advice

@@ -57,7 +57,89 @@ FINDINGS: list[tuple[str, dict[str, Any], str, bool]] = [
     ("__Host- with a path", {"SESSION_COOKIE_PATH": "/app"}, "browsers only accept a __Host- cookie", True),
     ("no state registry", {"OMI_STATE_REGISTRY": None}, "OMI_STATE_REGISTRY is not set", False),
     ("Secure off", {"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE is off", True),
+    # The third review's misses (all exited 0 before):
+    ("a weak fallback key", {"SECRET_KEY_FALLBACKS": ["dev"]}, "SECRET_KEY_FALLBACKS[0]", True),
+    ("OMI over plain http", {"OMI_API_BASE": "http://api.omi.me"}, "OMI_API_BASE is plain http", True),
+    ("logout by GET", {"OMI_LOGOUT_ALLOW_GET": True}, "OMI_LOGOUT_ALLOW_GET is on", False),
+    ("a day's tolerance", {"OMI_WEBHOOK_TOLERANCE": 86400}, "OMI_WEBHOOK_TOLERANCE is 86400", True),
+    ("a gigabyte body", {"OMI_WEBHOOK_MAX_BYTES": 2**30}, "OMI_WEBHOOK_MAX_BYTES is over", True),
 ]  # fmt: skip
+
+
+def test_secure_off_fails_even_with_flask_debug_in_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check is about production: FLASK_DEBUG=1 left in the shell no longer exempts it."""
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    app = make_app(OmiBlueprint(), **{**GOOD, "SESSION_COOKIE_SECURE": False})
+    app.debug = True
+    app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 1 and "SESSION_COOKIE_SECURE is off" in result.output
+
+
+def receiving_app(**config: Any) -> Any:
+    from flask_omi import OmiTools, OmiWebhooks
+
+    app = make_app(OmiBlueprint(), **{**GOOD, **config})
+    app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
+    app.register_blueprint(OmiWebhooks())
+    tools = OmiTools()
+    def echo(query: str) -> str:
+        return query
+
+    tools.tool(echo, description="Echo.")
+    app.register_blueprint(tools)
+    return app
+
+
+RECEIVING: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("unsigned", {"OMI_SIGNING_SECRET": None, "OMI_SINGLE_PROCESS": True},
+     ["webhooks are accepted unsigned", "tool calls are accepted unsigned"]),
+    ("per-process stores", {"OMI_SIGNING_SECRET": "whsec_x"},
+     ["OMI_WEBHOOK_DEDUP is kept in each process", "OMI_TOOLS_DEDUP is kept in each process"]),
+    ("replay refusal off", {"OMI_SIGNING_SECRET": "whsec_x", "OMI_SINGLE_PROCESS": True, "OMI_TOOLS_DEDUP": False},
+     ["OMI_TOOLS_DEDUP is off"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "config", "needles"), RECEIVING, ids=[r[0] for r in RECEIVING])
+def test_receiving_from_omi_unsafely_must_be_fixed(
+    name: str, config: dict[str, Any], needles: list[str]
+) -> None:
+    result = (
+        receiving_app(**config)
+        .test_cli_runner()
+        .invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    )
+    for needle in needles:
+        assert any(needle in line and "(must fix)" in line for line in result.output.splitlines()), (
+            result.output
+        )
+    assert result.exit_code == 1
+
+
+def test_receiving_safely_passes_and_dedup_off_is_advice() -> None:
+    app = receiving_app(OMI_SIGNING_SECRET="whsec_x", OMI_SINGLE_PROCESS=True)
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 0 and "ok: no problems found" in result.output, result.output
+    app.config["OMI_WEBHOOK_DEDUP"] = False
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 0 and "OMI_WEBHOOK_DEDUP is off" in result.output
+
+
+def test_the_bridges_remember_me_cookie_must_be_secure() -> None:
+    from flask_login import LoginManager
+
+    from flask_omi.contrib.flask_login import FlaskLoginBridge
+
+    app = make_app(OmiBlueprint(), **GOOD)
+    app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
+    LoginManager(app)
+    FlaskLoginBridge(load_user=lambda uid: None, remember=True).init_app(app)
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 1 and "REMEMBER_COOKIE_SECURE, REMEMBER_COOKIE_SAMESITE" in result.output
+    app.config.update(REMEMBER_COOKIE_SECURE=True, REMEMBER_COOKIE_SAMESITE="Lax")
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize(("name", "config", "needle", "fatal"), FINDINGS, ids=[f[0] for f in FINDINGS])

@@ -1,0 +1,146 @@
+"""The part of ``flask omi check`` about running in production: what OMI sends must be signed and
+remembered in a store every worker shares, limits must be sane, and nothing weakens sign-out.
+
+Each finding is *fatal* (must be fixed before going live: the command exits 1) or advice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from .config import DEFAULTS, signing_secrets, store_for
+from .stores import is_per_process
+
+#: Bounds past which a setting is a mistake rather than a choice.
+MAX_TOLERANCE = 900  # OMI signs at sending; 300 s covers clock skew and OMI's retries
+MAX_BODY_BYTES = 64 * 1024 * 1024
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    fatal: bool
+    message: str
+
+
+def inbound_findings(app: Flask, local: bool) -> list[Finding]:
+    config = app.config
+    found = [*_api_base(config), *_limits(config)]
+    if config.get("OMI_LOGOUT_ALLOW_GET"):
+        found.append(
+            Finding(
+                False,
+                "OMI_LOGOUT_ALLOW_GET is on: any page can sign your users out with an <img> or a link "
+                "(logout CSRF). Sign out with a POST form.",
+            )
+        )
+    found.extend(_receiver("omi_webhooks", "webhooks", "OMI_WEBHOOK_SECRET", "OMI_WEBHOOK_DEDUP", app))
+    found.extend(_receiver("omi_tools", "tool calls", "OMI_TOOLS_SECRET", "OMI_TOOLS_DEDUP", app))
+    found.extend(_remember_cookie(app, local))
+    return found
+
+
+def _api_base(config: Any) -> list[Finding]:
+    parts = urlsplit(str(config.get("OMI_API_BASE") or ""))
+    if parts.scheme == "http" and (parts.hostname or "") not in LOCAL_HOSTS:
+        return [
+            Finding(
+                True,
+                f"OMI_API_BASE is plain http ({parts.hostname}): the app's secret key and your users' "
+                "data would cross the network unencrypted. Use https://api.omi.me.",
+            )
+        ]
+    return []
+
+
+def _limits(config: Any) -> list[Finding]:
+    found: list[Finding] = []
+    tolerance = config.get("OMI_WEBHOOK_TOLERANCE", DEFAULTS["OMI_WEBHOOK_TOLERANCE"])
+    if tolerance > MAX_TOLERANCE:
+        found.append(
+            Finding(
+                True,
+                f"OMI_WEBHOOK_TOLERANCE is {tolerance} s: a captured webhook or tool call stays usable "
+                f"that long. Keep it at most {MAX_TOLERANCE} s (default 300).",
+            )
+        )
+    for key in ("OMI_WEBHOOK_MAX_BYTES", "OMI_TOOLS_MAX_BYTES", "OMI_API_MAX_RESPONSE_BYTES"):
+        if config.get(key, DEFAULTS[key]) > MAX_BODY_BYTES:
+            found.append(
+                Finding(
+                    True,
+                    f"{key} is over {MAX_BODY_BYTES // (1024 * 1024)} MiB: each such request holds that "
+                    "much memory in a worker. Keep the default.",
+                )
+            )
+    return found
+
+
+def _receiver(extension: str, what: str, legacy_secret: str, store_key: str, app: Flask) -> list[Finding]:
+    if extension not in app.extensions:
+        return []
+    config = app.config
+    found: list[Finding] = []
+    if not signing_secrets(config, legacy_secret):
+        found.append(
+            Finding(
+                True,
+                f"OMI_SIGNING_SECRET is not set: {what} are accepted unsigned, so anyone who finds the "
+                "URL can act as any uid. Issue the app's signing secret in OMI's developer settings "
+                "(OMI then signs every call) and set it here.",
+            )
+        )
+    store = store_for(config, store_key)
+    if store is None:
+        found.append(
+            Finding(
+                store_key == "OMI_TOOLS_DEDUP",
+                f"{store_key} is off: "
+                + (
+                    "a signed tool call can be replayed while its signature is fresh."
+                    if store_key == "OMI_TOOLS_DEDUP"
+                    else "OMI's retries run a handler again, and a captured delivery can be replayed."
+                ),
+            )
+        )
+    elif is_per_process(store) and not config.get("OMI_SINGLE_PROCESS"):
+        found.append(
+            Finding(
+                True,
+                f"{store_key} is kept in each process: under gunicorn with several workers (or several "
+                f"machines) {what} replayed or retried to another process run again. Set it to the "
+                "app's Redis client, or set OMI_SINGLE_PROCESS = True if the app really runs one process.",
+            )
+        )
+    return found
+
+
+def _remember_cookie(app: Flask, local: bool) -> list[Finding]:
+    """The Flask-Login bridge's remember-me cookie is a sign-in that lasts a year."""
+    bridge = app.extensions.get("omi_flask_login")
+    if bridge is None or not getattr(bridge, "remember", False):
+        return []
+    config = app.config
+    missing = [
+        name
+        for name, ok in (
+            ("REMEMBER_COOKIE_SECURE", config.get("REMEMBER_COOKIE_SECURE") or local),
+            ("REMEMBER_COOKIE_HTTPONLY", config.get("REMEMBER_COOKIE_HTTPONLY", True)),
+            ("REMEMBER_COOKIE_SAMESITE", str(config.get("REMEMBER_COOKIE_SAMESITE") or "").lower() == "lax"),
+        )
+        if not ok
+    ]
+    if not missing:
+        return []
+    return [
+        Finding(
+            True,
+            "The Flask-Login bridge signs users in with a remember-me cookie, but "
+            + ", ".join(missing)
+            + " is not set as it should be (True, True, 'Lax'): that cookie is a year-long sign-in.",
+        )
+    ]
