@@ -65,7 +65,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(omi)
     omi_logged_in.connect(lambda sender, uid, **_: setups.remember_user(uid), app, weak=False)
-    app.register_blueprint(make_tools(setups))
+    if app.config.get("OMI_SIGNING_SECRET"):
+        app.register_blueprint(make_tools(setups))
+    else:
+        # Unsigned, the search_notes tool would answer anyone who finds its URL with any user's
+        # notes: without the app's signing secret from OMI, the example offers no tools at all.
+        app.logger.warning("OMI_SIGNING_SECRET is not set: the example's chat tools are off")
 
     hooks = OmiWebhooks()
 

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from flask_omi import current_omi_user, omi_login_required
 from flask_omi.testing import FakeOmi, connect_app
+from flask_omi.testing.server import answer_loopback_hosts_only
 
 from . import create_app, require_csrf_token
 
@@ -58,6 +59,8 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
         conversation = fake.make_conversation(f"Talked about {topic}")
         fake.trigger(DEMO_APP_ID, current_omi_user.uid, conversation)
         return redirect(url_for("dashboard"))
+
+    answer_loopback_hosts_only(app)
 
     @app.before_request
     def one_host_only() -> Response | None:

@@ -322,13 +322,23 @@ def chat_box() -> Any:
     history = [call for call in store.tool_calls if call.app_id == app_id and call.uid == uid]
     messages = [m for m in store.chat_messages.get(uid, []) if m["app_id"] == app_id]
     return render_template(
-        "fake_omi/chat.html", app=app, uid=uid, history=history, messages=messages, problem=problem
+        "fake_omi/chat.html",
+        app=app,
+        uid=uid,
+        history=history,
+        messages=messages,
+        problem=problem,
+        page_token=store.issue_page_token(),
     )
 
 
 @chat.post("/_fake/chat")
 def chat_box_call() -> Any:
+    """A tool call from the chat page. It needs the token of a page the fake served: another web
+    page in the same browser cannot read one, so it cannot make the fake call a tool signed."""
     store: FakeOmiStore = current_app.extensions["fake_omi"]
+    if not store.take_page_token(request.form.get("page_token", "")):
+        return Response("This form is not from the fake OMI's chat page.", status=403, mimetype="text/plain")
     app_id, uid, name = request.form["app_id"], request.form["uid"], request.form["tool"]
     tool = next((t for t in store.apps[app_id].chat_tools if t["name"] == name), None)
     if tool is None:

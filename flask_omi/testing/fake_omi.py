@@ -23,7 +23,7 @@ from ..inbound.protocol import TRIGGERS
 from .api_routes import api
 from .chat import ToolCall, call_tool, chat, fetch_tools, take_transcript_answer
 from .oauth_routes import CSRF_COOKIE, ID_TOKEN_PREFIX, oauth
-from .server import LiveServer
+from .server import LiveServer, answer_loopback_hosts_only
 from .store import FakeApp, FakeOmiStore
 from .webhook_sender import Delivery, deliver_webhook
 
@@ -46,6 +46,7 @@ class FakeOmi(FakeOmiStore):
     def _create_app(self) -> Flask:
         app = Flask("flask_omi.testing", root_path=__file__.rsplit("/", 1)[0])
         app.extensions["fake_omi"] = self
+        answer_loopback_hosts_only(app)
         app.register_blueprint(oauth)
         app.register_blueprint(api)
         app.register_blueprint(chat)

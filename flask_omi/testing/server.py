@@ -5,8 +5,28 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
+from flask import Flask, request
 from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Response
+
+#: The host names a development server on loopback answers to.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def answer_loopback_hosts_only(app: Flask) -> None:
+    """Refuse requests whose ``Host`` is not a loopback name. A server on 127.0.0.1 is still
+    reachable from any web page through DNS rebinding (a name the attacker controls, pointed at
+    127.0.0.1); the ``Host`` it sends is then the attacker's name, and is refused here."""
+
+    @app.before_request
+    def loopback_only() -> Response | None:
+        if (urlsplit("//" + request.host).hostname or "") in LOOPBACK_HOSTS:
+            return None
+        return Response(
+            "This development server answers only 127.0.0.1 and localhost.", 400, mimetype="text/plain"
+        )
 
 
 class LiveServer:

@@ -10,6 +10,7 @@ import itertools
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -159,8 +160,23 @@ class FakeOmiStore:
         #: Where OMI last saw each user (``get_cached_user_geolocation``), added to tool calls.
         self.geolocations: dict[str, dict[str, Any]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._page_tokens: deque[str] = deque(maxlen=100)
         self._proactive_sent: dict[tuple[str, str], float] = {}
         self._ids = itertools.count(1)
+
+    def issue_page_token(self) -> str:
+        """A single-use token for a form of the fake's own pages (the last 100 stay valid)."""
+        token = secrets.token_urlsafe(16)
+        with self.lock:
+            self._page_tokens.append(token)
+        return token
+
+    def take_page_token(self, token: str) -> bool:
+        with self.lock:
+            if token and token in self._page_tokens:
+                self._page_tokens.remove(token)
+                return True
+        return False
 
     def breaker(self, endpoint: str) -> CircuitBreaker:
         with self.lock:

@@ -370,3 +370,77 @@ def test_a_redis_clients_own_retry_of_a_claim_is_not_a_replay(redis_url: str) ->
     store = RedisStore(RetryingClient(), prefix="retry-test:")
     assert store.claim("k", 60) == "new"
     assert RedisStore(redis.from_url(redis_url), prefix="retry-test:").claim("k", 60) == "running"
+
+
+def test_the_example_in_real_mode_offers_no_unsigned_tool(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Low 9: without a signing secret the example's search_notes answered an anonymous POST with
+    another user's note."""
+    from example_app import create_app
+
+    with caplog.at_level(logging.WARNING):
+        app = create_app({"OMI_APP_ID": "real-app", "EXAMPLE_DB": str(tmp_path / "real.db")})
+    app.extensions["example_setups"].complete("alice", "Alice")
+    client = app.test_client()
+    assert client.get("/.well-known/omi-tools.json").status_code == 404
+    assert client.post("/omi/tools/search_notes", json={"uid": "alice", "query": "tea"}).status_code == 404
+    assert "chat tools are off" in caplog.text
+
+
+# -- development servers ----------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["rebind.attacker.example", "127.0.0.1.nip.io", "evil.localhost.example"])
+def test_the_fake_and_the_demo_answer_only_loopback_hosts(host: str, tmp_path: Any) -> None:
+    """Low 10: the fake OMI and the demo answered any Host: a page using DNS rebinding could drive
+    them. A loopback name still works."""
+    import requests
+
+    from example_app.__main__ import demo_app
+    from flask_omi.testing import FakeOmi
+
+    with FakeOmi() as fake:
+        refused = requests.get(f"{fake.url}/_fake/health", headers={"Host": host}, timeout=5)
+        assert_refused(refused, 400, "answers only 127.0.0.1 and localhost")
+        for name in ("127.0.0.1", "localhost", "LOCALHOST"):
+            port = fake.url.rsplit(":", 1)[1]
+            assert requests.get(f"{fake.url}/_fake/health", headers={"Host": f"{name}:{port}"}, timeout=5).ok
+    app, demo_fake = demo_app(port=5000, fake_port=0, db_path=str(tmp_path / "demo.db"))
+    try:
+        assert_refused(app.test_client().get("/", headers={"Host": host}), 400, "answers only")
+        assert app.test_client().get("/", base_url="http://127.0.0.1:5000").status_code in (200, 302)
+    finally:
+        demo_fake.stop()
+
+
+def test_the_fakes_chat_form_needs_the_token_of_its_own_page(fake_omi: Any) -> None:
+    """Low 10: a web page could POST to the fake's /_fake/chat and make it call a tool, signed, as
+    fake-user-1."""
+    import re as regex
+
+    import requests
+
+    from flask_omi.testing import LiveServer
+
+    app = tool_app()
+    with LiveServer(app) as server:
+        fake_omi.register_app(
+            "01APP",
+            app_home_url=f"{server.url}/omi/callback",
+            chat_tools_manifest_url=f"{server.url}/.well-known/omi-tools.json",
+            signing_secret=SECRET,
+        )
+        form = {"app_id": "01APP", "uid": "fake-user-1", "tool": "lookup", "arg-q": "secrets"}
+        forged = requests.post(f"{fake_omi.url}/_fake/chat", data=form, timeout=5)
+        assert_refused(forged, 403, "not from the fake OMI's chat page")
+        assert fake_omi.tool_calls == []
+        page = requests.get(f"{fake_omi.url}/_fake/chat", params={"app_id": "01APP"}, timeout=5).text
+        token = regex.search(r'name="page_token" value="([^"]+)"', page)
+        assert token
+        sent = requests.post(
+            f"{fake_omi.url}/_fake/chat", data={**form, "page_token": token.group(1)}, timeout=5
+        )
+        assert sent.ok and [call.text for call in fake_omi.tool_calls] == ["looked up 'secrets'"]
+        again = requests.post(
+            f"{fake_omi.url}/_fake/chat", data={**form, "page_token": token.group(1)}, timeout=5
+        )
+        assert again.status_code == 403  # single use

@@ -83,6 +83,7 @@ def receiving_app(**config: Any) -> Any:
     app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(OmiWebhooks())
     tools = OmiTools()
+
     def echo(query: str) -> str:
         return query
 
