@@ -50,6 +50,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update({key: os.environ[key] for key in ENV_KEYS if os.environ.get(key)})
     app.config.update(config or {})
+    # A code sent to the user's OMI app before a sensitive action (needs the API key to send it).
+    app.config.setdefault("OMI_CONFIRM_SIGNIN", "step-up" if app.config.get("OMI_API_KEY") else False)
     os.makedirs(os.path.dirname(app.config["EXAMPLE_DB"]) or ".", exist_ok=True)
     setups = ExampleStore(app.config["EXAMPLE_DB"])
     app.extensions["example_setups"] = setups
@@ -129,6 +131,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             setups.add_note(current_omi_user.uid, text)
             flash("Note saved. Ask OMI's chat about it.")
         return redirect(url_for("dashboard"))
+
+    @app.route("/notes/delete", methods=["GET", "POST"])
+    @omi_login_required(confirmed=True)
+    def delete_notes() -> str | Response:
+        """A sensitive action: with OMI_CONFIRM_SIGNIN = "step-up" it asks for a code sent to the
+        user's OMI app first, even though the user is signed in."""
+        if request.method == "POST":
+            require_csrf_token()
+            gone = setups.delete_notes(current_omi_user.uid)
+            flash(f"Deleted {gone} note(s).")
+            return redirect(url_for("dashboard"))
+        count = len(setups.notes(current_omi_user.uid))
+        return render_template("delete_notes.html", count=count, csrf_token=csrf_token())
 
     @app.route("/setup", methods=["GET", "POST"])
     @omi_login_required

@@ -31,7 +31,12 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
     """The example wired to a fake OMI on loopback, with the default uid already set up."""
     base = f"http://127.0.0.1:{port}"
     fake = FakeOmi().start(fake_port)
-    config = {"OMI_APP_ID": DEMO_APP_ID, "OMI_API_BASE": fake.url, "OMI_SIGNING_SECRET": DEMO_SIGNING_SECRET}
+    config = {
+        "OMI_APP_ID": DEMO_APP_ID,
+        "OMI_API_BASE": fake.url,
+        "OMI_API_KEY": "sk_demo_" + secrets.token_hex(16),  # the fake registers the app with it
+        "OMI_SIGNING_SECRET": DEMO_SIGNING_SECRET,
+    }
     app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
     # The fake is set up with exactly the URLs `flask omi check` prints for pasting into OMI.
     connect_app(

@@ -90,6 +90,10 @@ class ExampleStore:
                 "INSERT INTO notes (uid, text, written_at) VALUES (?, ?, ?)", (uid, text, int(time.time()))
             )
 
+    def delete_notes(self, uid: str) -> int:
+        with self._connect() as db:
+            return db.execute("DELETE FROM notes WHERE uid = ?", (uid,)).rowcount
+
     def notes(self, uid: str, limit: int = 20) -> list[str]:
         with self._connect() as db:
             rows = db.execute(

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 
-from . import views
+from . import confirm_views, views
 from ._registration import HandlersBeforeRegistration, claim_extension_slot
 from .cli import register_commands
 from .config import check_sign_in_config, set_up
@@ -45,6 +45,8 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
         self.add_url_rule("/callback", view_func=views.callback, methods=["GET"])
         self.add_url_rule("/logout", view_func=views.logout, methods=["GET", "POST"])
         self.add_url_rule("/setup-completed", view_func=views.setup_completed, methods=["GET"])
+        self.add_url_rule("/confirm", "confirm", confirm_views.confirm_page, methods=["GET"])
+        self.add_url_rule("/confirm", "confirm_submit", confirm_views.confirm_submit, methods=["POST"])
         self.after_request(no_store)
         self.app_errorhandler(OmiCallbackError)(render_callback_error)
         self.app_context_processor(_template_context)

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "OMI_STATE_REGISTRY": None,
     "OMI_VERIFY_UID": False,
     "OMI_VERIFY_TIMEOUT": 5.0,
+    "OMI_CONFIRM_SIGNIN": False,
     "OMI_EXTERNAL_URL": None,
     "OMI_SINGLE_PROCESS": False,
     # the API client
@@ -118,6 +119,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_LOGOUT_CLEAR_SESSION": (lambda v: isinstance(v, bool), "True or False"),
     "OMI_VERIFY_UID": (lambda v: isinstance(v, bool), "True or False"),
     "OMI_SINGLE_PROCESS": (lambda v: isinstance(v, bool), "True or False"),
+    "OMI_CONFIRM_SIGNIN": (lambda v: v is True or v is False or v == "step-up", "True, False or 'step-up'"),
     "OMI_VERIFY_TIMEOUT": (_positive_number, "a positive number of seconds"),
     "OMI_API_BASE": (_http_url, "an http(s) URL with no query or fragment, such as https://api.omi.me"),
     "OMI_EXTERNAL_URL": (
@@ -192,6 +194,11 @@ def check_sign_in_config(app: App) -> None:
         raise OmiConfigError(
             "flask-omi needs SECRET_KEY: sign-in state is kept in the session, which Flask can only "
             "sign with a secret key. Set app.config['SECRET_KEY'] before registering omi_bp."
+        )
+    if app.config["OMI_CONFIRM_SIGNIN"] and not app.config.get("OMI_API_KEY"):
+        raise OmiConfigError(
+            "OMI_CONFIRM_SIGNIN sends a code to the uid's phone through OMI's notification API, which "
+            "needs OMI_API_KEY (the app's secret key from OMI's developer settings)."
         )
     if app.config["OMI_VERIFY_UID"] and not app.config.get("OMI_API_KEY"):
         raise OmiConfigError(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from flask import current_app, redirect, request
 from werkzeug.urls import iri_to_uri
 
+from .confirm_views import confirmation_required, is_confirmed, pending
 from .extension import get_extension
 from .responses import json_error, login_url, no_store, wants_json
 from .user import load_user_in_request
@@ -18,29 +19,46 @@ from .validation import safe_next_path
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def omi_login_required(view: F) -> F:
-    """Let the view run only for a signed-in user.
+@overload
+def omi_login_required(view: F) -> F: ...
+
+
+@overload
+def omi_login_required(*, confirmed: bool = False) -> Callable[[F], F]: ...
+
+
+def omi_login_required(view: F | None = None, *, confirmed: bool = False) -> F | Callable[[F], F]:
+    """Let the view run only for a signed-in user: ``@omi_login_required``, or
+    ``@omi_login_required(confirmed=True)`` for a view that also needs the sign-in confirmed with a
+    code sent to the user's OMI app (``OMI_CONFIRM_SIGNIN``; "step-up" asks for it here only).
 
     Signed out, a browser is sent to sign in and brought back here afterwards; an API client gets
-    401 JSON with the login URL; an app-registered ``unauthorized_handler`` replaces both.
-    A signed-out ``OPTIONS`` request (a CORS preflight carries no cookies) gets Flask's default
-    options response: the view itself never runs for someone not signed in.
+    401 JSON with the login URL; an app-registered ``unauthorized_handler`` replaces both. While a
+    confirmation is owed, a browser is sent to ``/omi/confirm`` and an API client gets 401
+    ``confirmation_required``. A signed-out ``OPTIONS`` request (a CORS preflight carries no
+    cookies) gets Flask's default options response: the view itself never runs for someone not
+    signed in.
     """
 
-    # Decided once here rather than by ensure_sync on every request: this wrapper is a hot path.
-    is_async = inspect.iscoroutinefunction(view)
+    def decorate(view: F) -> F:
+        # Decided once here rather than by ensure_sync on every request: this wrapper is a hot path.
+        is_async = inspect.iscoroutinefunction(view)
 
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if load_user_in_request().is_authenticated:
-            if is_async:
-                return current_app.ensure_sync(view)(*args, **kwargs)
-            return view(*args, **kwargs)
-        if request.method == "OPTIONS":
-            return current_app.make_default_options_response()
-        return unauthorized()
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if load_user_in_request().is_authenticated and (not confirmed or is_confirmed()):
+                if is_async:
+                    return current_app.ensure_sync(view)(*args, **kwargs)
+                return view(*args, **kwargs)
+            if request.method == "OPTIONS":
+                return current_app.make_default_options_response()
+            if load_user_in_request().is_authenticated or pending() is not None:
+                return confirmation_required(current_path(), wants_json())
+            return unauthorized()
 
-    return cast(F, wrapper)
+        return cast(F, wrapper)
+
+    return decorate(view) if view is not None else decorate
 
 
 def current_path() -> str | None:

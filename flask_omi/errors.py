@@ -12,7 +12,7 @@ reason lives in ``error_code`` instead.
 
 from __future__ import annotations
 
-from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, ServiceUnavailable, TooManyRequests
 
 
 class OmiError(Exception):
@@ -102,6 +102,62 @@ class StateCheckUnavailable(OmiCallbackError, ServiceUnavailable):
     description = "Sign-in could not be checked just now. Please try again shortly."
 
 
+class ConfirmationFailed(OmiSignInError):
+    """OMI-confirmed sign-in (``OMI_CONFIRM_SIGNIN``): the code did not confirm it."""
+
+    error_code = "confirmation_failed"
+
+
+class ConfirmationMissing(ConfirmationFailed):
+    error_code = "confirmation_missing"
+    description = "There is no sign-in waiting for a code in this browser. Please sign in again."
+
+
+class CodeExpired(ConfirmationFailed):
+    error_code = "code_expired"
+    description = "The code has expired. Please sign in again for a new one."
+
+
+class CodeTriesExhausted(ConfirmationFailed):
+    error_code = "code_tries_exhausted"
+    description = "Too many wrong codes. Please sign in again for a new one."
+
+
+class ConfirmationRefused(OmiCallbackError, Forbidden):
+    """OMI cannot send the code: the uid has not installed the app (OMI's 403)."""
+
+    error_code = "confirmation_refused"
+    description = (
+        "OMI says this account has not installed the app, so no code can reach its phone. Enable the "
+        "app in OMI, then sign in again."
+    )
+
+
+class ConfirmationRateLimited(OmiCallbackError, TooManyRequests):
+    """OMI's notification limit (10 per hour per app and user) is reached."""
+
+    error_code = "confirmation_rate_limited"
+    description = "OMI will not send another code to this account just now."
+
+    def __init__(self, wait_seconds: float | None = None) -> None:
+        # Werkzeug's TooManyRequests sends ``Retry-After`` from this: OMI's own wait, passed on.
+        super().__init__(retry_after=None if wait_seconds is None else max(1, int(wait_seconds)))
+        #: Seconds until OMI sends again (its ``Retry-After``), when OMI said.
+        self.wait_seconds = wait_seconds
+        if wait_seconds is not None:
+            minutes = max(1, round(wait_seconds / 60))
+            self.description = (
+                f"OMI will not send another code to this account for about {minutes} minute(s)."
+            )
+
+
+class ConfirmationUnavailable(OmiCallbackError, ServiceUnavailable):
+    """OMI could not be asked to send the code (down, or an answer not understood); logged."""
+
+    error_code = "confirmation_unavailable"
+    description = "OMI could not send your sign-in code just now. Please try again shortly."
+
+
 #: Every error a sign-in callback can end in, for documentation and exhaustive tests.
 SIGN_IN_ERRORS: tuple[type[OmiError], ...] = (
     StateMissing,
@@ -114,6 +170,12 @@ SIGN_IN_ERRORS: tuple[type[OmiError], ...] = (
     UidRejected,
     UidVerificationUnavailable,
     StateCheckUnavailable,
+    ConfirmationMissing,
+    CodeExpired,
+    CodeTriesExhausted,
+    ConfirmationRefused,
+    ConfirmationRateLimited,
+    ConfirmationUnavailable,
 )
 
 

@@ -62,6 +62,11 @@ def render_callback_error(error: OmiCallbackError) -> Response:
     status = error.code or 400
     description = error.description or ""
     if wants_json():
-        return json_error(status, error.error_code, description)
-    html = render_template("omi/error.html", error=error, login_url=login_url())
-    return no_frames(no_store(Response(html, status=status, mimetype="text/html")))
+        response = json_error(status, error.error_code, description)
+    else:
+        html = render_template("omi/error.html", error=error, login_url=login_url())
+        response = no_frames(no_store(Response(html, status=status, mimetype="text/html")))
+    retry_after = getattr(error, "retry_after", None)  # OMI's own wait, on a 429
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -241,6 +241,7 @@ BAD_VALUES: dict[str, Any] = {
     "OMI_API_BASE": "api.omi.me",
     "OMI_EXTERNAL_URL": "app.example.com",
     "OMI_SINGLE_PROCESS": "yes",
+    "OMI_CONFIRM_SIGNIN": "always",
     "OMI_API_KEY": "",
     "OMI_API_TIMEOUT": 0,
     "OMI_API_WRITE_TIMEOUT": True,

@@ -201,3 +201,100 @@ def test_omis_chat_calls_the_apps_tool_on_the_notes_written_there(page: Any, sit
     page.click("#tool-search_notes .call-tool")
     page.wait_for_selector(".tool-answer")
     assert "Sign in to this app with OMI first" in (page.text_content(".tool-answer") or "")
+
+
+@pytest.fixture
+def confirming_site(tmp_path: Path) -> Iterator[Site]:
+    """The example with every sign-in confirmed by a code sent to the user's OMI app."""
+    with FakeOmi() as fake:
+        app = create_app(
+            {
+                "OMI_APP_ID": "e2e-app",
+                "OMI_API_BASE": fake.url,
+                "OMI_API_KEY": "sk_e2e_confirm",
+                "OMI_CONFIRM_SIGNIN": True,
+                "EXAMPLE_DB": str(tmp_path / "e2e.db"),
+                "OMI_SIGNING_SECRET": TOOLS_SECRET,
+            }
+        )
+        server = LiveServer(app).bind()
+        connect_app(fake, fake.url, app, server.url, name="Example OMI app")
+        for uid in ("alice", "mallory"):
+            fake.enable_app(uid, "e2e-app")
+            app.extensions["example_setups"].complete(uid, uid.title())
+        server.start()
+        try:
+            yield Site(server.url, fake)
+        finally:
+            server.stop()
+
+
+def test_a_confirmed_sign_in_reads_the_code_off_the_phone(page: Any, confirming_site: Site) -> None:
+    site = confirming_site
+    page.goto(f"{site.url}/dashboard")
+    sign_in_on_omi(page, "alice")
+    page.wait_for_url(f"{site.url}/omi/confirm")
+    assert site.fake.notifications_for("alice")  # the code went to alice's phone
+    inbox = page.context.new_page()
+    inbox.goto(page.get_attribute("#omi-fake-inbox", "href"))
+    code = inbox.text_content(".message").split(" is ")[1][:9]
+    shot(inbox, "08-phone-inbox")
+    page.fill("#omi-code", code)
+    page.click("#omi-confirm-button")
+    page.wait_for_url(f"{site.url}/dashboard")
+    assert page.text_content("#uid") == "alice"
+
+
+def test_the_forged_uid_attack_fails_in_a_browser(page: Any, confirming_site: Site) -> None:
+    """Mallory starts a sign-in with her own account, then swaps alice's uid into OMI's redirect."""
+    site = confirming_site
+    page.goto(f"{site.url}/omi/login")
+    page.wait_for_selector("#uid-input")
+    forged: list[str] = []
+    page.route(
+        f"{site.url}/omi/callback?*",
+        lambda route: (
+            forged.append(route.request.url),
+            route.continue_(url=route.request.url.replace("uid=mallory", "uid=alice")),
+        ),
+    )
+    page.fill("#uid-input", "mallory")
+    page.click("#sign-in-button")
+    page.wait_for_url(f"{site.url}/omi/confirm")
+    assert forged and "uid=mallory" in forged[0]
+    assert len(site.fake.notifications_for("alice")) == 1 and site.fake.notifications_for("mallory") == []
+    for _ in range(5):
+        page.fill("#omi-code", "0000 0000")
+        page.click("#omi-confirm-button")
+    assert "code_tries_exhausted" in page.text_content("main")
+    page.goto(f"{site.url}/dashboard")
+    assert page.url.startswith(site.fake.url)  # still signed out: sent to sign in again
+
+
+def test_the_demo_asks_for_a_code_before_deleting_notes(page: Any, tmp_path: Path) -> None:
+    """make demo's step-up: signed in at once, a code before the sensitive action."""
+    from example_app.__main__ import demo_app
+
+    app, fake = demo_app(port=0, fake_port=0, db_path=str(tmp_path / "demo.db"))
+    server = LiveServer(app).bind()
+    connect_app(fake, fake.url, app, server.url, name="Example OMI app")
+    server.start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.port}/dashboard")
+        sign_in_on_omi(page, "fake-user-1")
+        page.wait_for_url("**/dashboard")
+        page.fill("#note", "a private note")
+        page.click("#add-note")
+        page.click("#delete-notes")
+        page.wait_for_url("**/omi/confirm?next=/notes/delete")
+        page.click("#omi-send-button")
+        code = fake.notifications_for("fake-user-1")[-1].split(" is ")[1][:9]
+        page.fill("#omi-code", code)
+        page.click("#omi-confirm-button")
+        page.wait_for_url("**/notes/delete")
+        page.click("#confirm-delete")
+        page.wait_for_url("**/dashboard")
+        assert "Deleted 1 note(s)." in page.text_content("main")
+    finally:
+        server.stop()
+        fake.stop()

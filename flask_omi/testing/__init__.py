@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import request_started, url_for
+from flask import request_started, session, url_for
 from flask.testing import FlaskClient
 
+from ..confirm import CONFIRMED_KEY
 from ..extension import get_extension
 from ..user import login_omi_user, logout_omi_user
 from ..validation import is_valid_uid
@@ -21,16 +22,24 @@ from .store import ALL_ACTIONS, FakeApp, FakeOmiStore, Fault
 from .webhook_sender import Delivery, deliver_webhook, send_webhook, webhook_url
 
 
-def sign_in_test_client(client: FlaskClient, uid: str) -> None:
+def sign_in_test_client(client: FlaskClient, uid: str, *, confirmed: bool = False) -> None:
     """Sign a Flask test client in as ``uid`` as a successful callback does, without OMI.
 
     Everything a real sign-in does happens: the session is cleared, a server-side session gets a new
     id, and ``omi_logged_in`` is sent, so an app bridged to Flask-Login is signed in there too. Only
     the round trip through OMI and the uid checks (verifiers, ``OMI_VERIFY_UID``) are skipped.
+    ``confirmed=True`` signs in as if the code sent to the user's OMI app had been typed
+    (``OMI_CONFIRM_SIGNIN``), so views marked ``omi_login_required(confirmed=True)`` run too.
     """
     if not is_valid_uid(uid):
         raise ValueError(f"not a valid OMI uid: {uid!r}")
-    _in_client_session(client, lambda: login_omi_user(uid))
+
+    def sign_in() -> None:
+        login_omi_user(uid)
+        if confirmed:
+            session[CONFIRMED_KEY] = uid
+
+    _in_client_session(client, sign_in)
 
 
 def sign_out_test_client(client: FlaskClient) -> None:

@@ -69,5 +69,7 @@ def connect_app(fake: FakeOmiStore, fake_url: str, app: Flask, base_url: str, **
     ``options`` are more of the fake's app settings (``name``, ``auth_steps``...)."""
     _, key = register_app_in_fake(fake, app, base_url, **options)
     app.config.update(OMI_API_BASE=fake_url, OMI_API_KEY=key)
-    get_extension(app).client = None  # a client built before used the old settings
+    extension = get_extension(app)
+    extension.client = None  # a client built before used the old settings
+    extension.fake_inbox = f"{fake_url}/_fake/inbox"  # the confirm page links to the codes sent
     return LiveApp(url=base_url, app=app, app_id=str(app.config["OMI_APP_ID"]), api_key=key)

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from flask import Flask, Response, request
+from flask import Flask, Response, render_template, request
 
 from ..inbound.protocol import TRIGGERS
 from .api_routes import api
@@ -62,6 +62,13 @@ class FakeOmi(FakeOmiStore):
             return Response(
                 fault.body, status=fault.status, headers=fault.headers, mimetype="application/json"
             )
+
+        @app.get("/_fake/inbox")
+        def inbox() -> str:
+            """The notifications a uid's phone has received, newest first: where a developer reads
+            the sign-in code of a confirmed sign-in."""
+            uid = request.args.get("uid", "")
+            return render_template("fake_omi/inbox.html", uid=uid, messages=self.notifications_for(uid)[::-1])
 
         @app.get("/_fake/health")
         def health() -> dict[str, Any]:
@@ -133,6 +140,11 @@ class FakeOmi(FakeOmiStore):
         if data.get("state"):
             final += f"&state={data['state']}"
         return final
+
+    def notifications_for(self, uid: str) -> list[str]:
+        """The push notifications apps have sent ``uid`` through OMI, oldest first."""
+        with self.lock:
+            return list(self.notifications.get(uid, []))
 
     def app(self, app_id: str) -> FakeApp:
         return self.apps[app_id]

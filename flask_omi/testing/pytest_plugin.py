@@ -36,8 +36,10 @@ def fake_omi() -> Iterator[FakeOmi]:
 
 
 @pytest.fixture
-def omi_sign_in() -> Callable[[FlaskClient, str], None]:
-    """``omi_sign_in(client, uid)``: sign a Flask test client in as a successful OMI callback does.
+def omi_sign_in() -> Callable[..., None]:
+    """``omi_sign_in(client, uid)``: sign a Flask test client in as a successful OMI callback does;
+    ``omi_sign_in(client, uid, confirmed=True)`` as if the code sent to the user's OMI app had been
+    typed too (``OMI_CONFIRM_SIGNIN``).
 
     The session is cleared and ``omi_logged_in`` is sent (so a Flask-Login bridge signs in too);
     only the round trip through OMI and the uid checks are skipped.
