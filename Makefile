@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 PYTEST_ARGS ?=
 PY_SRC := flask_omi tests example_app $(wildcard benchmarks) noxfile.py docs/conf.py
 PY_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -17,6 +18,12 @@ $(STAMP): setup.cfg pyproject.toml requirements/dev.txt requirements/tests.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[testing,flask-login]' -r requirements/dev.txt
+	touch $@ $(DEMO_STAMP)
+
+# The demo needs only flask-omi itself (Flask, requests, itsdangerous), not the test toolchain.
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 # Install Debian packages whose command is missing: $(call apt_install,command:package ...)
@@ -28,8 +35,8 @@ define apt_install
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; \
 	fi
 endef
 
@@ -53,15 +60,18 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 
-# The whole suite with the newest dependencies, under coverage.
+# The whole suite with the newest dependencies, under coverage, on every core (pytest-xdist; each
+# test module stays on one worker, so module-wide servers start once; every server takes a free port).
+XDIST ?= -n auto --dist loadfile
 suite: $(STAMP) system-deps
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q
 	$(BIN)/coverage report --fail-under=95
 
 # The suite again with the lowest supported Flask, requests and itsdangerous, on this Python.
 minimum: $(STAMP) system-deps
-	$(BIN)/nox -s minimum --python $(PY_VERSION) -- -q $(PYTEST_ARGS)
+	$(BIN)/nox -s minimum --python $(PY_VERSION) -- -q $(XDIST) $(PYTEST_ARGS)
 
 # Every Python from 3.10 the machine has, newest and lowest dependencies (not part of make test).
 # With pyenv, every installed version is made visible to nox as python3.X.
@@ -70,11 +80,11 @@ matrix: $(STAMP) system-deps
 
 test: lint typecheck docs suite minimum
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m example_app
 
 bench: $(STAMP) bench-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build dist .nox .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) build dist .nox .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -98,9 +98,13 @@ def cli_streams(result: Any) -> tuple[str, str]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the attack and failure suite's table: cases tried and passed, per part."""
     rows: dict[str, list[int]] = {}
+    loads: list[str] = []
     for outcome in ("passed", "failed", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             nodeid = getattr(report, "nodeid", "")
+            load = dict(getattr(report, "user_properties", [])).get("load")
+            if load and getattr(report, "when", "") == "call":
+                loads.append(str(load))
             if "tests/attack/test_" not in nodeid or (
                 getattr(report, "when", "call") != "call" and outcome != "error"
             ):
@@ -118,7 +122,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{part:<24}{tried:>12}{passed:>14}")
     total_tried, total_passed = sum(r[0] for r in rows.values()), sum(r[1] for r in rows.values())
     terminalreporter.write_line(f"{'total':<24}{total_tried:>12}{total_passed:>14}")
-    from .attack import LOAD_RESULTS
-
-    for line in LOAD_RESULTS:
+    for line in loads:
         terminalreporter.write_line(line)
