@@ -60,7 +60,15 @@ from .stores import (
     RedisStateRegistry,
     StateRegistry,
 )
-from .user import ANONYMOUS, AnonymousOmiUser, OmiUser, current_omi_user, login_omi_user, logout_omi_user
+from .user import (
+    ANONYMOUS,
+    AnonymousOmiUser,
+    OmiUser,
+    current_omi_uid,
+    current_omi_user,
+    login_omi_user,
+    logout_omi_user,
+)
 
 try:
     __version__ = version("flask-omi")
@@ -114,6 +122,7 @@ __all__ = [
     "UidVerificationUnavailable",
     "WebhookPayloadError",
     "WebhookSignatureError",
+    "current_omi_uid",
     "current_omi_user",
     "login_omi_user",
     "logout_omi_user",

@@ -49,7 +49,6 @@ def check_settings(app: Flask, base_url: str, behind_proxy: bool) -> list[Findin
         *_urls(parts, local),
         *_sign_in(app, parts, local),
         *_proxy(app, parts, local, behind_proxy),
-        *_tools(app),
         *inbound_findings(app, local),
     ]
     return found
@@ -219,29 +218,6 @@ def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
                 "the app's Redis client (see SECURITY.md).",
             )
         )
-    return found
-
-
-def _tools(app: Flask) -> list[Finding]:
-    """Chat tools OMI's assistant cannot use well: no description, parameters without a type."""
-    state = app.extensions.get("omi_tools")
-    if state is None:
-        return []
-    found: list[Finding] = []
-    for spec in state.specs.values():
-        if not spec.description:
-            found.append(
-                Finding(False, f"tool {spec.name} has no description: OMI's assistant chooses tools by it.")
-            )
-        for param in spec.params:
-            if not param.typed:
-                found.append(
-                    Finding(
-                        False,
-                        f"tool {spec.name}: parameter {param.name} has no type hint; OMI will send it "
-                        "as text and flask-omi cannot check it.",
-                    )
-                )
     return found
 
 

@@ -70,6 +70,14 @@ class OmiExtension:
             self._state_store = (value, store)
         return store
 
+    #: The app's user loader when the blueprint has none: set by an integration that knows how to
+    #: load users (the Flask-Login bridge's ``load_user``), for this app only.
+    fallback_user_loader: UserLoader | None = None
+
+    def user_loader(self) -> UserLoader | None:
+        """The user loader in force for this app: the blueprint's, else the integration's."""
+        return self.handlers.user_loader or self.fallback_user_loader
+
     def endpoint(self, name: str) -> str:
         return f"{self.endpoint_prefix}.{name}"
 

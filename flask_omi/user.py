@@ -48,9 +48,22 @@ ANONYMOUS = AnonymousOmiUser()
 
 
 def _load_user() -> Any:
-    if not has_request_context():  # outside a request nobody is signed in
-        return ANONYMOUS
+    if not has_request_context():
+        raise RuntimeError(
+            "current_omi_user is used outside a request: who is signed in is a property of a "
+            "request's session. In a background job or a CLI command, pass the uid along instead."
+        )
     return load_user_in_request()
+
+
+def _signed_in_uid() -> str | None:
+    if not has_request_context():
+        raise RuntimeError(
+            "current_omi_uid is used outside a request: who is signed in is a property of a "
+            "request's session. In a background job or a CLI command, pass the uid along instead."
+        )
+    uid = session.get(UID_KEY)
+    return uid if isinstance(uid, str) else None
 
 
 def load_user_in_request() -> Any:
@@ -77,7 +90,7 @@ def _user_from_session(ctx_session: Any, app: Any) -> Any:
     uid = ctx_session.get(UID_KEY)
     if not isinstance(uid, str):
         return ANONYMOUS
-    loader = get_extension(app).handlers.user_loader
+    loader = get_extension(app).user_loader()
     if loader is None:
         return OmiUser(uid)
     user = app.ensure_sync(loader)(uid)
@@ -98,8 +111,14 @@ class _CurrentUserProxy(LocalProxy):  # type: ignore[type-arg]
 
 
 #: The signed-in user: the user loader's object, an :class:`OmiUser`, or :data:`ANONYMOUS`.
-#: Typed as ``Any`` because the user loader decides the class.
+#: Typed as ``Any`` because the user loader decides the class. Outside a request it raises
+#: ``RuntimeError``, as Flask's ``request`` does.
 current_omi_user: Any = _CurrentUserProxy(_load_user)
+
+#: The signed-in OMI uid (a ``str``), or None: the same whatever the user loader returns and
+#: whether or not the app's user class has a ``uid`` attribute. Outside a request it raises
+#: ``RuntimeError``.
+current_omi_uid: Any = LocalProxy(_signed_in_uid)
 
 
 def login_omi_user(uid: str) -> None:

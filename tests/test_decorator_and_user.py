@@ -137,9 +137,37 @@ def test_default_user_and_anonymous(app: Flask, client: FlaskClient) -> None:
     assert client.get("/who").get_json() == {"cls": "OmiUser", "uid": "u2", "auth": True}
 
 
-def test_current_user_outside_a_request_is_anonymous() -> None:
-    assert current_omi_user.is_authenticated is False
-    assert current_omi_user._get_current_object() is ANONYMOUS
+def test_current_user_outside_a_request_is_a_clear_error(app: Flask) -> None:
+    from flask_omi import current_omi_uid
+
+    for proxy, name in ((current_omi_user, "current_omi_user"), (current_omi_uid, "current_omi_uid")):
+        with pytest.raises(RuntimeError, match=f"{name} is used outside a request"):
+            proxy.is_authenticated  # noqa: B018
+        with app.app_context(), pytest.raises(RuntimeError, match="pass the uid along"):
+            proxy.upper()
+    with app.test_request_context():
+        assert current_omi_user._get_current_object() is ANONYMOUS and current_omi_uid == None  # noqa: E711
+
+
+def test_current_omi_uid_is_the_uid_whatever_the_loader_returns(bp: OmiBlueprint) -> None:
+    from flask_omi import current_omi_uid
+
+    class Account:  # an app's own user class, with no uid attribute
+        def __init__(self, key: str) -> None:
+            self.key = key
+            self.is_authenticated = True
+
+    bp.user_loader(lambda uid: Account(f"account-of-{uid}"))
+    app = make_app(bp)
+
+    @app.get("/mine")
+    @omi_login_required
+    def mine() -> dict[str, Any]:
+        return {"uid": f"{current_omi_uid}", "account": current_omi_user.key}
+
+    client = app.test_client()
+    sign_in(client, "u7")
+    assert client.get("/mine").get_json() == {"uid": "u7", "account": "account-of-u7"}
 
 
 def test_login_and_logout_helpers(app: Flask) -> None:

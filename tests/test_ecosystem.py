@@ -14,6 +14,7 @@ from flask_omi import (
     OmiBlueprint,
     OmiConfigError,
     OmiWebhooks,
+    current_omi_uid,
     current_omi_user,
     omi_logged_in,
 )
@@ -42,15 +43,19 @@ def create_app(**config: Any) -> Flask:
     """An app factory as a user writes one: fresh blueprints per app, handlers before registering."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY=SECRET, OMI_APP_ID="01TESTAPP", **config)
-    LoginManager(app).user_loader(load_user)
+    LoginManager(app)  # the bridge's load_user is Flask-Login's loader too: one loader
     omi = OmiBlueprint()
     app.register_blueprint(omi)
     FlaskLoginBridge(load_user=load_user, remember=True).init_app(app)
 
     @app.get("/both")
     def both() -> dict[str, Any]:
+        # With the bridge, one loader serves both: current_omi_user is the app's User (which has no
+        # uid attribute); the signed-in uid is current_omi_uid, whatever the loader returns.
+        if current_omi_uid:
+            assert current_omi_user.get_id() == current_user.get_id() == current_omi_uid
         return {
-            "omi": current_omi_user.uid,
+            "omi": str(current_omi_uid) if current_omi_uid else None,
             "flask_login": current_user.get_id() if current_user.is_authenticated else None,
             "planted": session.get("planted"),
         }

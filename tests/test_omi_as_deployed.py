@@ -173,9 +173,9 @@ def test_methods_omi_sends_no_payload_with_are_refused_app_tools_py_8d9b8ac8(met
 
 def test_names_too_long_for_omis_model_are_refused() -> None:
     tools = OmiTools()
-    tools.tool(name="n" * 37)(lambda: "fits")  # 26 + 1 + 37 = 64
+    tools.tool(name="n" * 37, description="Fits.")(lambda: "fits")  # 26 + 1 + 37 = 64
     with pytest.raises(OmiConfigError, match=r"1 to 37 of"):
-        tools.tool(name="n" * 38)(lambda: "too long")
+        tools.tool(name="n" * 38, description="Too long.")(lambda: "too long")
 
 
 def test_what_omis_model_is_shown() -> None:

@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from flask_omi import OmiBlueprint, OmiConfigError, OmiTools, ToolError
 from flask_omi.inbound.request_signing import signed_headers
-from flask_omi.inbound.tool_spec import ToolCallError, describe
+from flask_omi.inbound.tool_spec import describe
 from flask_omi.testing import FakeOmi, LiveApp
 
 from .conftest import cli_streams
@@ -309,17 +309,23 @@ def test_declaration_errors() -> None:
         describe(spaced, method="TRACE")
 
 
-def test_untyped_parameters_are_passed_as_they_come() -> None:
+def test_untyped_parameters_and_missing_descriptions_fail_at_decoration() -> None:
+    """OMI's model picks tools by their description and sends untyped parameters as text: both
+    fail when the tool is declared, with the fix in the message (no longer a check warning)."""
+
     def loose(anything, flag: bool = False):  # type: ignore[no-untyped-def]
         """Loose."""
         return anything
 
-    spec = describe(loose)
-    assert spec.params[0].schema == {} and not spec.params[0].typed
-    assert spec.bind({"anything": {"x": [1]}}, from_query=False) == {"anything": {"x": [1]}}
-    with pytest.raises(ToolCallError):
-        spec.bind({"anything": 1, "flag": "yes"}, from_query=False)
-    assert spec.bind({"anything": "1", "flag": "true"}, from_query=True)["flag"] is True
+    with pytest.raises(OmiConfigError, match=r"parameter anything has no type hint.*anything: str"):
+        describe(loose)
+
+    def undocumented(query: str) -> str:
+        return query
+
+    with pytest.raises(OmiConfigError, match=r"has no description.*Write a docstring"):
+        OmiTools().tool(undocumented)
+    assert describe(undocumented, description="Echo the query.").description == "Echo the query."
 
 
 def test_registration_rules() -> None:
@@ -331,7 +337,7 @@ def test_registration_rules() -> None:
         return "1"
 
     with pytest.raises(OmiConfigError, match="already declared"):
-        tools.tool(name="one")(lambda: "")
+        tools.tool(name="one", description="Another one.")(lambda: "")
     needs_user = OmiTools()
     needs_user.tool(requires_sign_in=True)(one)
     app = Flask(__name__)
@@ -353,15 +359,14 @@ def test_check_prints_the_manifest_url_and_warns(fake_omi: FakeOmi) -> None:
     tools = OmiTools()
 
     @tools.tool
-    def undocumented(query):  # type: ignore[no-untyped-def]
+    def echo(query: str) -> str:
+        """Echo the query."""
         return query
 
     app.register_blueprint(tools)
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "http://127.0.0.1:5000"])
     out, _ = cli_streams(result)
     assert "Chat tools manifest URL: http://127.0.0.1:5000/.well-known/omi-tools.json" in out
-    assert "warning: tool undocumented has no description" in out
-    assert "warning: tool undocumented: parameter query has no type hint" in out
     assert "warning: (must fix) OMI_SIGNING_SECRET is not set: tool calls are accepted unsigned" in out
     assert "warning: (must fix) OMI_TOOLS_DEDUP is kept in each process" in out
     assert result.exit_code == 1

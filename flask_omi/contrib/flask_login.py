@@ -10,7 +10,11 @@
 After an OMI sign-in, ``load_user(uid)`` gives the Flask-Login user to sign in (create it there if
 your app keeps users); ``None`` refuses it, and the OMI sign-in is undone too. Signing out with
 ``POST /omi/logout`` calls ``logout_user()``; an app's own ``logout_user()`` signs out of OMI.
-Needs Flask-Login.
+
+One loader is enough: unless the app registered its own, ``load_user`` also serves as Flask-Login's
+``user_loader`` (Flask-Login's user id is then the uid: ``get_id()`` must return it) and as
+flask-omi's, so that ``current_user`` and ``current_omi_user`` load the same user. Needs
+Flask-Login.
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ class FlaskLoginBridge:
 
     def init_app(self, app: Flask) -> None:
         app.extensions["omi_flask_login"] = self
+        omi = app.extensions.get("omi")
+        if omi is not None and omi.user_loader() is None:
+            omi.fallback_user_loader = self.load_user
+        login_manager = getattr(app, "login_manager", None)
+        # Flask-Login keeps its loader in _user_callback and offers no public way to ask for it.
+        if login_manager is not None and getattr(login_manager, "_user_callback", None) is None:
+            login_manager.user_loader(self.load_user)
         omi_logged_in.connect(self._omi_signed_in, app, weak=False)
         omi_logged_out.connect(self._omi_signed_out, app, weak=False)
         omi_logout_requested.connect(self._logout_requested, app, weak=False)

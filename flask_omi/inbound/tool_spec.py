@@ -176,6 +176,11 @@ def describe(
             continue
         params.append(_param(tool_name, parameter, hints.get(parameter.name, inspect.Parameter.empty)))
     text = description if description is not None else _unwrap(inspect.getdoc(func) or "")
+    if not text.strip():
+        raise ToolDeclarationError(
+            f"tool {tool_name} has no description: OMI's assistant picks tools by it. Write a docstring "
+            "saying what the tool does and when to use it, or pass description=..."
+        )
     return ToolSpec(
         name=tool_name,
         description=text.strip(),
@@ -211,10 +216,11 @@ def _param(tool: str, parameter: inspect.Parameter, hint: Any) -> Param:
         hint, nullable = rest[0], True
     where = f"tool {tool}: parameter {parameter.name}"
     if hint is inspect.Parameter.empty:
-        schema: dict[str, Any] = {}
-        convert: Callable[[Any, bool], Any] = _as_is
-    else:
-        schema, convert = _schema(where, parameter.name, hint)
+        raise ToolDeclarationError(
+            f"{where} has no type hint: OMI's model would send it as text and nothing could check it. "
+            f"Annotate it, e.g. {parameter.name}: str (or int, float, bool, list[str], dict, Literal[...])."
+        )
+    schema, convert = _schema(where, parameter.name, hint)
     shape = _shape_in_words(schema)
     text = " ".join(part for part in (description, shape) if part)
     if text:
@@ -268,10 +274,6 @@ _PLURALS = {
     "number": "numbers",
     "boolean": "true/false values",
 }
-
-
-def _as_is(value: Any, from_query: bool) -> Any:
-    return value
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, bool], Any]:

@@ -122,10 +122,11 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         exempt_from_csrf(app, self)
         if any(spec.requires_sign_in or "user" in spec.injected for spec in self.specs.values()):
             handlers = app.extensions.get("omi")
-            if handlers is None or handlers.handlers.user_loader is None:
+            if handlers is None or handlers.user_loader() is None:
                 raise OmiConfigError(
                     "A tool has requires_sign_in=True, which looks the uid up with the user_loader of "
-                    "the app's OmiBlueprint: register OmiBlueprint with a user_loader before OmiTools."
+                    "the app's OmiBlueprint (or the Flask-Login bridge's load_user): set one up before "
+                    "registering OmiTools."
                 )
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
         ledger = store_for(app.config, "OMI_TOOLS_DEDUP")
@@ -273,7 +274,7 @@ def _injected(app: Flask, spec: ToolSpec, uid: str, payload: dict[str, Any]) -> 
         values["geolocation"] = _geolocation(payload.get("geolocation"))
     if spec.requires_sign_in or "user" in spec.injected:
         extension = get_extension(app)
-        loader = extension.handlers.user_loader
+        loader = extension.user_loader()
         user = app.ensure_sync(loader)(uid) if loader is not None else None
         if spec.requires_sign_in and user is None:
             # From the configured public URL when there is one, never from the Host header alone.
