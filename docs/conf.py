@@ -21,3 +21,18 @@ html_title = f"flask-omi {release}"
 # The sign-in flow is a Mermaid diagram, which GitHub draws; Sphinx shows its source as text.
 # The guide pages include README sections whose subheadings start at level 3.
 suppress_warnings = ["misc.highlighting_failure", "myst.header"]
+
+
+# The configuration reference is generated from the defaults and descriptions in the code, so that
+# it cannot drift from them.
+def _write_configuration_reference() -> None:
+    from pathlib import Path
+
+    from flask_omi.config import reference_table
+
+    target = Path(__file__).parent / "_generated" / "settings.md"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(reference_table())
+
+
+_write_configuration_reference()

@@ -81,9 +81,11 @@ class OmiClient:
 
     @property
     def session(self) -> requests.Session:
+        """The pooled ``requests.Session`` the client sends with."""
         return self._transport.session
 
     def close(self) -> None:
+        """Close the pooled connections."""
         self._transport.session.close()
 
     def _get(self, path: str, params: dict[str, Any], *, deadline: float | None = None) -> Any:
@@ -191,6 +193,7 @@ class OmiClient:
 
     # -- reads ----------------------------------------------------------------------------------------
     def get_memories(self, uid: str, *, limit: int = 100, offset: int = 0) -> list[Memory]:
+        """One page of the user's memories (``read_memories``), newest first; ``limit`` 1 to 1000."""
         _check_page(limit, offset)
         body = self._get("/memories", {"uid": uid, "limit": limit, "offset": offset})
         return cast(list[Memory], _items(body, "memories"))
@@ -207,6 +210,9 @@ class OmiClient:
         end_date: DateLike = None,
         max_transcript_segments: int = 100,
     ) -> list[Conversation]:
+        """One page of the user's conversations (``read_conversations``), newest first. ``statuses`` (at most
+        20) and the dates filter them; ``max_transcript_segments`` bounds each transcript (-1: all).
+        """
         _check_page(limit, offset)
         if not -1 <= max_transcript_segments <= 1000:
             raise ValueError("max_transcript_segments must be from -1 (all) to 1000")
@@ -286,15 +292,18 @@ class OmiClient:
         return cast(list[Task], _items(self._get("/tasks", params), "tasks"))
 
     def iter_memories(self, uid: str, *, page_size: int = 100) -> Iterator[Memory]:
+        """Every memory of the user, page by page (at most ``MAX_PAGES`` pages)."""
         yield from _paged(lambda limit, offset: self.get_memories(uid, limit=limit, offset=offset), page_size)
 
     def iter_conversations(self, uid: str, *, page_size: int = 25, **filters: Any) -> Iterator[Conversation]:
+        """Every conversation of the user, page by page; ``filters`` as for :meth:`get_conversations`."""
         yield from _paged(
             lambda limit, offset: self.get_conversations(uid, limit=limit, offset=offset, **filters),
             page_size,
         )
 
     def iter_tasks(self, uid: str, *, page_size: int = 100, **filters: Any) -> Iterator[Task]:
+        """Every task of the user, page by page; ``filters`` as for :meth:`get_tasks`."""
         yield from _paged(
             lambda limit, offset: self.get_tasks(uid, limit=limit, offset=offset, **filters), page_size
         )

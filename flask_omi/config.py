@@ -58,6 +58,48 @@ DEFAULTS: dict[str, Any] = {
     "OMI_TOOLS_DEDUP": True,
 }
 
+#: One sentence per key, for the generated configuration reference (docs/conf.py) and tests.
+DESCRIPTIONS: dict[str, str] = {
+    "OMI_APP_ID": "The app id from OMI's developer settings; sign-in needs it.",
+    "OMI_STATE_MAX_AGE": "Seconds a started sign-in (its state) stays valid.",
+    "OMI_MAX_PENDING_SIGNINS": "Sign-ins one browser may have in flight at once; the oldest goes beyond it.",
+    "OMI_LOGIN_REDIRECT": "Where a sign-in lands when there is no valid next.",
+    "OMI_LOGOUT_REDIRECT": "Where sign-out lands.",
+    "OMI_LOGOUT_ALLOW_GET": "Also accept GET /omi/logout (POST only otherwise).",
+    "OMI_LOGOUT_CLEAR_SESSION": "Sign-out clears the whole session and renews a server-side session id.",
+    "OMI_STATE_REGISTRY": "Where used states are claimed once: True, a Redis client or a KeyStore.",
+    "OMI_VERIFY_UID": "Ask OMI at each sign-in whether the uid enabled the app; fails closed.",
+    "OMI_VERIFY_TIMEOUT": "Seconds that check may take, retries included.",
+    "OMI_CONFIRM_SIGNIN": "True or 'step-up': confirm sign-ins with a code sent to the user's OMI app.",
+    "OMI_EXTERNAL_URL": "The app's public URL, for the manifest's endpoints and links sent to users.",
+    "OMI_SINGLE_PROCESS": "Declares that the app runs in one process, so in-process stores pass the check.",
+    "OMI_API_BASE": "Where OMI's API lives; the fake OMI's URL in tests.",
+    "OMI_API_KEY": "The app's secret key from OMI's developer settings (sk_...).",
+    "OMI_API_TIMEOUT": "Seconds one read from OMI may take.",
+    "OMI_API_WRITE_TIMEOUT": "Seconds one write to OMI may take (OMI processes before it answers).",
+    "OMI_API_MAX_ATTEMPTS": "Attempts per API call, retries included.",
+    "OMI_API_DEADLINE": "Seconds all attempts of one call may take together.",
+    "OMI_API_MAX_RESPONSE_BYTES": "Largest answer from OMI that is read.",
+    "OMI_SIGNING_SECRET": "The app's signing secret from OMI (a list while rotating).",
+    "OMI_WEBHOOK_SECRET": "The 0.2 name of OMI_SIGNING_SECRET for webhooks; warns.",
+    "OMI_WEBHOOK_MAX_BYTES": "Largest webhook body accepted.",
+    "OMI_WEBHOOK_TOLERANCE": "Seconds a signature's timestamp may be off.",
+    "OMI_WEBHOOK_DEDUP": "Where deliveries and used signatures are remembered (a store).",
+    "OMI_WEBHOOK_DEDUP_TTL": "Seconds a handled delivery is remembered.",
+    "OMI_TOOLS_SECRET": "The 0.2 name of OMI_SIGNING_SECRET for tool calls; warns.",
+    "OMI_TOOLS_MAX_BYTES": "Largest tool call accepted.",
+    "OMI_TOOLS_DEDUP": "Where tool calls are remembered to refuse replays (a store).",
+}
+
+
+def reference_table() -> str:
+    """Every setting as a Markdown table: the documentation's configuration reference."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for key, default in DEFAULTS.items():
+        rows.append(f"| `{key}` | `{default!r}` | {DESCRIPTIONS[key]} |")
+    return "\n".join(rows) + "\n"
+
+
 #: Where each setting that takes a store keeps its keys in Redis, and what an in-process store does
 #: when full: replay guards refuse (never forget a live key), de-duplication forgets the oldest.
 STORE_SETTINGS: dict[str, dict[str, Any]] = {

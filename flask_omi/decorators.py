@@ -13,7 +13,7 @@ from werkzeug.urls import iri_to_uri
 from .confirm_views import confirmation_required, is_confirmed, pending
 from .extension import get_extension
 from .responses import json_error, login_url, no_store, wants_json
-from .user import load_user_in_request
+from .user import is_signed_in, load_user_in_request
 from .validation import safe_next_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,13 +46,14 @@ def omi_login_required(view: F | None = None, *, confirmed: bool = False) -> F |
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if load_user_in_request().is_authenticated and (not confirmed or is_confirmed()):
+            signed_in = is_signed_in(load_user_in_request())
+            if signed_in and (not confirmed or is_confirmed()):
                 if is_async:
                     return current_app.ensure_sync(view)(*args, **kwargs)
                 return view(*args, **kwargs)
             if request.method == "OPTIONS":
                 return current_app.make_default_options_response()
-            if load_user_in_request().is_authenticated or pending() is not None:
+            if signed_in or pending() is not None:
                 return confirmation_required(current_path(), wants_json())
             return unauthorized()
 

@@ -41,6 +41,8 @@ class OmiSignInError(OmiCallbackError, BadRequest):
 
 
 class StateMissing(OmiSignInError):
+    """The callback carries no state, or OMI's ``None`` for a sign-in started without one."""
+
     error_code = "state_missing"
     description = (
         "The sign-in link carried no state. Sign-in must be started from this site, "
@@ -49,6 +51,8 @@ class StateMissing(OmiSignInError):
 
 
 class StateMismatch(OmiSignInError):
+    """The state was not issued to this browser's session (login CSRF, or another browser)."""
+
     error_code = "state_mismatch"
     description = (
         "This sign-in was not started in this browser, or the link was altered. "
@@ -57,16 +61,22 @@ class StateMismatch(OmiSignInError):
 
 
 class StateExpired(OmiSignInError):
+    """The state is older than ``OMI_STATE_MAX_AGE``."""
+
     error_code = "state_expired"
     description = "This sign-in took too long and has expired. Please start again."
 
 
 class StateReused(OmiSignInError):
+    """The state was already used (a replayed callback)."""
+
     error_code = "state_reused"
     description = "This sign-in link has already been used. Please start again."
 
 
 class StateSuperseded(OmiSignInError):
+    """The state was dropped: the browser started more than ``OMI_MAX_PENDING_SIGNINS`` sign-ins."""
+
     error_code = "state_superseded"
     description = (
         "Too many sign-ins were started in this browser at once; this one was dropped. Please start again."
@@ -74,16 +84,22 @@ class StateSuperseded(OmiSignInError):
 
 
 class UidMissing(OmiSignInError):
+    """The callback carries no uid."""
+
     error_code = "uid_missing"
     description = "OMI did not say who signed in. Please start again."
 
 
 class UidInvalid(OmiSignInError):
+    """The uid is not one OMI could have sent (characters, length, dots only, repeated)."""
+
     error_code = "uid_invalid"
     description = "OMI sent a user id that is not valid."
 
 
 class UidRejected(OmiSignInError):
+    """A uid verifier, or ``OMI_VERIFY_UID``, refused the uid."""
+
     error_code = "uid_rejected"
     description = "This OMI account cannot sign in here. Has it enabled this app in OMI?"
 
@@ -218,6 +234,8 @@ class OmiPermissionError(OmiApiError):
 
 
 class OmiNotFound(OmiApiError):
+    """404: OMI does not know the app (or the resource)."""
+
     error_code = "omi_not_found"
 
 
@@ -238,6 +256,8 @@ class OmiRateLimited(OmiApiError):
 
 
 class OmiServerError(OmiApiError):
+    """5xx: OMI failed; reads are retried within the deadline, writes are not."""
+
     error_code = "omi_server_error"
 
 

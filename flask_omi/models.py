@@ -16,6 +16,8 @@ from ._moved import moved
 
 
 class Memory(TypedDict, total=False):
+    """A memory (fact) OMI keeps about the user, as ``get_memories`` returns it."""
+
     id: str
     uid: str
     content: str
@@ -72,6 +74,8 @@ class Geolocation(TypedDict, total=False):
 
 
 class Conversation(TypedDict, total=False):
+    """A conversation, as ``get_conversations`` returns it."""
+
     id: str
     created_at: str
     started_at: str
@@ -88,6 +92,8 @@ class Conversation(TypedDict, total=False):
 
 
 class ConversationSearch(TypedDict):
+    """A page of ``search_conversations`` results."""
+
     conversations: list[Conversation]
     total_pages: int
     current_page: int
@@ -95,6 +101,8 @@ class ConversationSearch(TypedDict):
 
 
 class Task(TypedDict, total=False):
+    """An action item OMI extracted, as ``get_tasks`` returns it."""
+
     id: str
     description: str
     completed: bool
@@ -106,6 +114,8 @@ class Task(TypedDict, total=False):
 
 
 class NotificationResult(TypedDict):
+    """What ``send_notification`` and ``send_chat_message`` return."""
+
     status: str
     rate_limit_remaining: int | None
 

@@ -85,6 +85,7 @@ class MemoryStore:
         self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
 
     def claim(self, key: str, ttl: int) -> Claim:
+        """See :meth:`KeyStore.claim`."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
@@ -94,11 +95,13 @@ class MemoryStore:
             return "new"
 
     def finish(self, key: str, ttl: int) -> None:
+        """See :meth:`KeyStore.finish`."""
         now = self._clock()
         with self._lock:
             self._write(key, "done", now + max(1, ttl), now)
 
     def abandon(self, key: str) -> None:
+        """See :meth:`KeyStore.abandon`."""
         with self._lock:
             self._entries.pop(key, None)
 
@@ -148,6 +151,7 @@ class RedisStore:
         self._redis, self._prefix = redis, prefix
 
     def claim(self, key: str, ttl: int) -> Claim:
+        """See :meth:`KeyStore.claim`."""
         name = self._prefix + key
         mine = b"running:" + secrets.token_hex(8).encode()
         for _ in range(2):  # the key may expire between SET and GET: then try once more
@@ -161,9 +165,11 @@ class RedisStore:
         return "running"
 
     def finish(self, key: str, ttl: int) -> None:
+        """See :meth:`KeyStore.finish`."""
         self._redis.set(self._prefix + key, b"done", ex=max(1, ttl))
 
     def abandon(self, key: str) -> None:
+        """See :meth:`KeyStore.abandon`."""
         self._redis.delete(self._prefix + key)
 
     def __repr__(self) -> str:
@@ -211,6 +217,7 @@ class MemoryStateRegistry:
         self.store = MemoryStore(max_entries, when_full="refuse", clock=clock)
 
     def claim(self, key: str, ttl: int) -> bool:
+        """Record ``key`` for ``ttl`` seconds; True if this call recorded it, False if it was there."""
         return self.store.claim(key, ttl) == "new"
 
     def __len__(self) -> int:
@@ -225,6 +232,7 @@ class RedisStateRegistry:
         self.store = RedisStore(redis, prefix)
 
     def claim(self, key: str, ttl: int) -> bool:
+        """Record ``key`` for ``ttl`` seconds; True if this call recorded it, False if it was there."""
         return self.store.claim(key, ttl) == "new"
 
     def __repr__(self) -> str:
@@ -239,6 +247,7 @@ class MemoryDeliveryLedger(MemoryStore):
         super().__init__(max_entries, when_full="forget_oldest", clock=clock)
 
     def begin(self, key: str, ttl: int) -> Claim:
+        """The 0.2 name of :meth:`claim`."""
         return self.claim(key, ttl)
 
 
@@ -249,6 +258,7 @@ class RedisDeliveryLedger(RedisStore):
         super().__init__(redis, prefix)
 
     def begin(self, key: str, ttl: int) -> Claim:
+        """The 0.2 name of :meth:`claim`."""
         return self.claim(key, ttl)
 
 
@@ -339,6 +349,7 @@ class PerProcessNotice:
     said: bool = False
 
     def check(self, multiprocess: object, logger: logging.Logger) -> None:
+        """Log the error once, when the store is per process and ``multiprocess`` is true."""
         if self.active and multiprocess and not self.said:
             self.said = True
             logger.error(

@@ -56,6 +56,12 @@ def _load_user() -> Any:
     return load_user_in_request()
 
 
+def is_signed_in(user: Any) -> bool:
+    """Whether a loaded user counts as signed in: anything the user loader returned, unless it says
+    otherwise with ``is_authenticated`` (so a plain model class works as well as a UserMixin)."""
+    return user is not ANONYMOUS and bool(getattr(user, "is_authenticated", True))
+
+
 def _signed_in_uid() -> str | None:
     if not has_request_context():
         raise RuntimeError(

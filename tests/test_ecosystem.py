@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from flask_omi import (
     current_omi_uid,
     current_omi_user,
     omi_logged_in,
+    omi_login_required,
 )
 from flask_omi.contrib.flask_login import FlaskLoginBridge
 from flask_omi.testing import sign_in_test_client, sign_out_test_client
@@ -243,3 +245,53 @@ def test_the_sign_out_form_carries_the_csrf_token() -> None:
     token = html.split('value="', 1)[1].split('"', 1)[0]
     assert client.post("/omi/logout", data={"csrf_token": token}).status_code == 302
     assert both(client)["omi"] is None
+
+
+# -- module-level objects, registered in a factory -----------------------------------------------------
+def test_module_level_blueprints_serve_every_app_a_factory_makes() -> None:
+    """The README's pattern: blueprints and handlers at import, registered in each app the factory
+    makes, as with Flask-Login's LoginManager."""
+    from flask_omi import OmiTools, OmiWebhooks, current_omi_uid
+
+    omi = OmiBlueprint()
+    hooks = OmiWebhooks()
+    tools = OmiTools()
+    seen: list[str] = []
+    omi.user_loader(lambda uid: SimpleNamespace(uid=uid))  # a plain object: no is_authenticated
+    hooks.on_conversation_created(lambda event: seen.append(event.uid) or None)
+
+    @tools.tool
+    def whoami(uid: str) -> str:
+        """Say who is asking."""
+        return uid
+
+    def factory(app_id: str) -> Flask:
+        app = Flask(__name__)
+        app.config.update(SECRET_KEY=SECRET, OMI_APP_ID=app_id)
+        for blueprint in (omi, hooks, tools):
+            app.register_blueprint(blueprint)
+
+        @app.get("/me")
+        @omi_login_required
+        def me() -> str:
+            return f"{app_id}:{current_omi_uid}"
+
+        return app
+
+    first, second = factory("01FIRST"), factory("01SECOND")
+    for app, uid in ((first, "a1"), (second, "b2")):
+        client = app.test_client()
+        assert client.get(f"/omi/callback?uid={uid}&state={start_login_for(client, app)}").status_code == 302
+        assert client.get("/me").get_data(as_text=True) == f"{app.config['OMI_APP_ID']}:{uid}"
+        assert client.post(f"/omi/webhooks/conversation?uid={uid}", json={"id": "c"}).status_code == 200
+        assert client.post("/omi/tools/whoami", json={"uid": uid}).get_json() == {"result": uid}
+    assert seen == ["a1", "b2"]
+    with pytest.raises(OmiConfigError, match="after this OmiBlueprint was registered"):
+        omi.uid_verifier(lambda uid: True)
+
+
+def start_login_for(client: FlaskClient, app: Flask) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    location = client.get("/omi/login").headers["Location"]
+    return parse_qs(urlsplit(location).query)["state"][0]

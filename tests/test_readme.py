@@ -79,6 +79,41 @@ assert client.get("/omi/setup-completed?uid=set_up").json == {"is_setup_complete
 assert client.get("/omi/setup-completed?uid=new").json == {"is_setup_completed": False}
 """,
     ),
+    "user-class": (
+        """
+from flask import Flask
+from flask_omi import OmiBlueprint
+class Account:  # an app's own user class: no uid attribute, no is_authenticated
+    plan = "pro"
+app = Flask(__name__)
+app.config.update(SECRET_KEY="a long random secret", OMI_APP_ID="your-omi-app-id")
+bp = OmiBlueprint()
+bp.user_loader(lambda uid: Account())
+app.register_blueprint(bp)
+"""
+        + SIGN_IN,
+        """
+client = app.test_client()
+assert sign_in(client, "u1").status_code == 302
+assert client.get("/account").json == {"uid": "u1", "plan": "pro"}
+""",
+    ),
+    "factory": (
+        """
+class Account:
+    @staticmethod
+    def by_uid(uid):
+        return Account() if uid != "ghost" else None
+"""
+        + SIGN_IN,
+        """
+first, second = create_app(), create_app({"OMI_APP_ID": "another-app"})
+for app in (first, second):
+    client = app.test_client()
+    assert sign_in(client, "u1").status_code == 302
+assert first.config["OMI_APP_ID"] != second.config["OMI_APP_ID"]
+""",
+    ),
     "flask-login": (
         STUBS,
         SIGN_IN

@@ -111,6 +111,7 @@ class TranscriptSegment:
     def from_json(cls, value: Any) -> TranscriptSegment:
         # Live transcripts arrive many times a minute with several segments each: the usual,
         # well-formed segment is taken in one step; anything else goes through the full checks.
+        """Type one transcript segment as OMI sends it."""
         if type(value) is dict:
             text, speaker = value.get("text"), value.get("speaker")
             start, end = value.get("start"), value.get("end")
@@ -154,6 +155,7 @@ class Structured:
 
     @classmethod
     def from_json(cls, value: Any) -> Structured:
+        """Type a conversation's ``structured`` object (None or missing reads as empty)."""
         data = _object(value if value is not None else {}, "'structured'")
         return cls(
             title=_str(data, "title") or "",
@@ -189,6 +191,9 @@ class ConversationCreated:
     def from_json(
         cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
     ) -> ConversationCreated:
+        """Type a ``memory_creation`` body; raises :class:`~flask_omi.errors.InboundPayloadError` for a wrong
+        shape.
+        """
         data = _object(value, "the conversation")
         return cls(
             uid=uid,
@@ -221,6 +226,7 @@ class TranscriptBatch:
     def from_json(
         cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
     ) -> TranscriptBatch:
+        """Type a ``transcript_processed`` body; ``segments`` is required."""
         data = _object(value, "the transcript batch")
         if "segments" not in data:
             raise _invalid("'segments' is required")
@@ -249,6 +255,7 @@ class AudioChunk:
 
     @property
     def samples(self) -> int:
+        """Number of 16-bit samples in ``data``."""
         return len(self.data) // 2
 
     @property
@@ -293,6 +300,7 @@ class Notify:
         object.__setattr__(self, "params", tuple(self.params))
 
     def as_answer(self) -> dict[str, Any]:
+        """The JSON a transcript webhook answers OMI with."""
         notification: dict[str, Any] = {"prompt": self.prompt, "params": list(self.params)}
         if self.context is not None:
             notification["context"] = self.context

@@ -79,6 +79,7 @@ class FakeOmi(FakeOmiStore):
     # -- running ------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        """The fake's base URL, ``http://127.0.0.1:<port>``: set ``OMI_API_BASE`` to it."""
         if self._server is None:
             raise RuntimeError("the fake OMI is not running: call start() first")
         return self._server.url
@@ -90,6 +91,7 @@ class FakeOmi(FakeOmiStore):
         return self
 
     def stop(self) -> None:
+        """Stop serving (the data stays)."""
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -147,6 +149,7 @@ class FakeOmi(FakeOmiStore):
             return list(self.notifications.get(uid, []))
 
     def app(self, app_id: str) -> FakeApp:
+        """The fake's record of ``app_id``."""
         return self.apps[app_id]
 
     def check_endpoints_for_reenable(self, app_id: str) -> str | None:

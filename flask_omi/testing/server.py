@@ -39,16 +39,19 @@ class LiveServer:
 
     @property
     def running(self) -> bool:
+        """Whether the server is bound."""
         return self._server is not None
 
     @property
     def port(self) -> int:
+        """The port it is bound to."""
         if self._server is None:
             raise RuntimeError("the server is not running: call start() first")
         return self._server.server_port
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
         return f"http://127.0.0.1:{self.port}"
 
     def bind(self) -> LiveServer:
@@ -58,6 +61,7 @@ class LiveServer:
         return self
 
     def start(self) -> LiveServer:
+        """Serve from a background thread."""
         self.bind()
         assert self._server is not None
         # A short poll interval makes stop() quick; idle cost is a select() every 50 ms.
@@ -68,6 +72,7 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and free the port."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

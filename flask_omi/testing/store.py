@@ -85,6 +85,7 @@ class FakeApp:
     # The names of 0.2, when the fake had a secret for each: OMI has one per app.
     @property
     def webhook_secret(self) -> str | None:
+        """The 0.2 name of :attr:`signing_secret` (OMI has one secret per app)."""
         return self.signing_secret
 
     @webhook_secret.setter
@@ -93,6 +94,7 @@ class FakeApp:
 
     @property
     def tools_secret(self) -> str | None:
+        """The 0.2 name of :attr:`signing_secret` (OMI has one secret per app)."""
         return self.signing_secret
 
     @tools_secret.setter
@@ -172,6 +174,7 @@ class FakeOmiStore:
         return token
 
     def take_page_token(self, token: str) -> bool:
+        """Use up a token :meth:`issue_page_token` gave; False for any other."""
         with self.lock:
             if token and token in self._page_tokens:
                 self._page_tokens.remove(token)
@@ -179,6 +182,7 @@ class FakeOmiStore:
         return False
 
     def breaker(self, endpoint: str) -> CircuitBreaker:
+        """OMI's circuit breaker for one tool or webhook endpoint."""
         with self.lock:
             return self._breakers.setdefault(endpoint, CircuitBreaker())
 
@@ -218,22 +222,27 @@ class FakeOmiStore:
         return new
 
     def enable_app(self, uid: str, app_id: str) -> None:
+        """``uid`` enables the app, as after a sign-in on OMI's page."""
         with self.lock:
             self.enabled.setdefault(app_id, set()).add(uid)
 
     def disable_app(self, uid: str, app_id: str) -> None:
+        """``uid`` disables the app in OMI."""
         with self.lock:
             self.enabled.get(app_id, set()).discard(uid)
 
     def is_enabled(self, uid: str, app_id: str) -> bool:
+        """Whether ``uid`` has enabled the app."""
         with self.lock:
             return uid in self.enabled.get(app_id, set())
 
     # -- data ---------------------------------------------------------------------------------------
     def next_id(self) -> str:
+        """A fresh id for a memory, conversation or task."""
         return f"fake-{next(self._ids)}"
 
     def add_memory(self, uid: str, content: str, **extra: Any) -> dict[str, Any]:
+        """Store a memory for ``uid`` as OMI would return it; ``extra`` sets more fields."""
         memory = {
             "id": self.next_id(),
             "content": content,
@@ -249,6 +258,7 @@ class FakeOmiStore:
     def add_conversation(
         self, uid: str, text: str, *, started_at: str | None = None, **extra: Any
     ) -> dict[str, Any]:
+        """Store a conversation for ``uid`` (see :meth:`make_conversation`)."""
         conversation = self.make_conversation(text, started_at=started_at, **extra)
         with self.lock:
             self.conversations.setdefault(uid, []).append(conversation)
@@ -304,6 +314,7 @@ class FakeOmiStore:
         return task
 
     def seed(self, uid: str, *, memories: Iterable[str] = (), conversations: Iterable[str] = ()) -> None:
+        """Store several memories and conversations for ``uid`` at once."""
         for content in memories:
             self.add_memory(uid, content)
         for text in conversations:
@@ -318,6 +329,7 @@ class FakeOmiStore:
         return fault
 
     def take_fault(self, method: str, path: str) -> Fault | None:
+        """The next scripted fault for this request, if any (counted as used)."""
         with self.lock:
             self.requests_seen.append((method, path))
             for fault in self.faults:

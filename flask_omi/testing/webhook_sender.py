@@ -64,6 +64,7 @@ class Delivery:
 
     @property
     def delivered(self) -> bool:
+        """Whether an attempt was answered with a 2xx."""
         return bool(self.statuses) and self.statuses[-1] is not None and 200 <= self.statuses[-1] < 300
 
 
