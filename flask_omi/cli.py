@@ -6,6 +6,8 @@ the blueprint is registered.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -80,12 +82,17 @@ def register_commands(cli: click.Group) -> None:
         fake = FakeOmi()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         given_key = api_key or app.config.get("OMI_API_KEY")
-        record, key = register_app_in_fake(fake, app, app_url.rstrip("/"), api_key=given_key)
-        click.echo(f"fake OMI on http://127.0.0.1:{port}  (set OMI_API_BASE to this)")
-        click.echo(f"app {record.app_id} -> App Home URL {record.app_home_url}")
+        record, key = register_app_in_fake(fake, app, app_url.rstrip("/"), api_key=given_key, name=app.name)
+        base = f"http://127.0.0.1:{port}"
+        click.echo(f"fake OMI on {base}  (set OMI_API_BASE to this)")
+        click.echo(f"app {record.name} ({record.app_id}) -> App Home URL {record.app_home_url}")
         click.echo(f"setup-completed URL {record.setup_completed_url}")
         if record.webhook_url:
             click.echo(f"webhook URL ({record.triggers_on}) {record.webhook_url}")
+        if record.chat_tools_manifest_url:
+            click.echo(f"chat tools manifest {record.chat_tools_manifest_url}")
+        query = urlencode({"app_id": record.app_id, "uid": "fake-user-1"})
+        click.echo(f"chat page (call the app's tools as OMI's chat does): {base}/_fake/chat?{query}")
         # A key the user gave is theirs and stays unprinted; a generated one is needed to call the fake.
         click.echo("API key: the one you gave (OMI_API_KEY)" if given_key else f"API key: {key}")
         from werkzeug.serving import run_simple

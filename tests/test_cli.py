@@ -157,6 +157,9 @@ def test_fake_server_command(tmp_path: Path) -> None:
     assert "App Home URL http://127.0.0.1:7000/auth/callback" in output
     assert "setup-completed URL http://127.0.0.1:7000/auth/setup-completed" in output
     assert "webhook URL (memory_creation) http://127.0.0.1:7000/hooks/conversation" in output
+    assert "app cliapp (cli-app) -> App Home URL" in output  # the app's own name
+    chat = f"chat page (call the app's tools as OMI's chat does): http://127.0.0.1:{port}/_fake/chat?app_id=cli-app&uid=fake-user-1"
+    assert chat in output
 
 
 def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:

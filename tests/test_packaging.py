@@ -4,6 +4,7 @@ installed alone in a fresh virtualenv (templates, ``py.typed``, the pytest plugi
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -108,3 +109,37 @@ print("ok")
     for name in ("fake_omi", "omi_sign_in", "omi_sign_out", "omi_live_app"):
         assert name in fixtures.stdout, fixtures.stdout[-2000:]
     assert "served on a free 127.0.0.1 port and connected to" in fixtures.stdout  # with their docstrings
+
+
+def test_the_version_says_whether_it_is_released() -> None:
+    """A version is a dev version exactly while CHANGES.rst says it is unreleased."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    version = config["metadata"]["version"]
+    changes = (ROOT / "CHANGES.rst").read_text()
+    newest = re.search(r"Version (\S+)\n-+\n\n(\S.*)\n", changes)
+    assert newest is not None
+    assert version.startswith(newest.group(1))
+    assert (newest.group(2) == "Unreleased") == (".dev" in version)
+
+
+def test_the_pypi_description_stands_alone() -> None:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    path = config["metadata"]["long_description"].removeprefix("file: ").strip()
+    text = (ROOT / path).read_text()
+    links = re.findall(r"\]\(([^)]+)\)|<(https?://[^>]+)>", text)
+    assert links and all((a or b).startswith("https://") for a, b in links)
+    assert "make " not in text and "Makefile" not in text
+    assert "License ::" not in config["metadata"]["classifiers"]  # the license is the license field
+
+
+def test_releases_publish_with_trusted_publishing_and_no_token() -> None:
+    workflow = (ROOT / ".github" / "workflows" / "publish.yaml").read_text()
+    assert "id-token: write" in workflow and "pypa/gh-action-pypi-publish" in workflow
+    assert "password" not in workflow and "secrets." not in workflow
+    assert workflow.count("python -m build") == 1  # built once, the same files published
