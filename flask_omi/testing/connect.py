@@ -14,6 +14,8 @@ from flask import Flask
 from ..app_urls import APP_HOME_URL, MANIFEST_URL, SETUP_COMPLETED_URL, external_urls, webhook_field
 from ..config import signing_secrets
 from ..extension import get_extension
+from ..inbound.payloads import PROACTIVE_SCOPES
+from ..inbound.protocol import TRIGGERS
 from .store import FakeApp, FakeOmiStore
 
 
@@ -56,7 +58,14 @@ def register_app_in_fake(
         "signing_secret": secrets[0] if secrets else None,
     }
     if webhook is not None:
-        settings.update(webhook_url=webhook, triggers_on="memory_creation")
+        settings.update(
+            webhook_url=webhook,
+            triggers_on="memory_creation",
+            webhook_urls={trigger: urls[webhook_field(trigger)] for trigger in TRIGGERS},
+            # What a transcript handler's Notify needs: the capability and every scope.
+            capabilities=frozenset({"proactive_notification"}),
+            proactive_scopes=PROACTIVE_SCOPES,
+        )
     manifest = urls.get(MANIFEST_URL)
     if manifest is not None:
         settings.update(chat_tools_manifest_url=manifest)

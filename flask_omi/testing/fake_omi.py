@@ -177,19 +177,29 @@ class FakeOmi(FakeOmiStore):
         return None
 
     # -- webhooks -------------------------------------------------------------------------------------
-    def trigger(self, app_id: str, uid: str, payload: Any, **options: Any) -> Delivery:
+    def trigger(
+        self, app_id: str, uid: str, payload: Any, *, trigger: str | None = None, **options: Any
+    ) -> Delivery:
         """Deliver ``payload`` to the app's ``webhook_url`` for its ``triggers_on`` as OMI does
         (see :func:`deliver_webhook`): signed with its ``signing_secret`` (both, while it rotates)
         when it has one and OMI can read it (``webhook_secret_readable``), conversations retried.
-        Returns the delivery."""
+        Returns the delivery. ``trigger`` sends another of the app's triggers (OMI allows one per
+        app; ``omi_live_app`` registers the app's URL for each, for tests).
+        """
         app = self.apps[app_id]
-        if not app.webhook_url or app.triggers_on not in TRIGGERS:
+        if trigger is not None:
+            if trigger not in app.webhook_urls:
+                raise ValueError(f"app {app_id} has no webhook URL for {trigger}")
+            url = app.webhook_urls[trigger]
+        elif app.webhook_url and app.triggers_on in TRIGGERS:
+            url, trigger = app.webhook_url, app.triggers_on
+        else:
             raise ValueError(f"app {app_id} has no webhook_url and triggers_on")
         secret = app.secrets_at(self.clock()) if app.webhook_secret_readable else None
-        delivery = deliver_webhook(app.webhook_url, app.triggers_on, uid, payload, secret=secret, **options)
+        delivery = deliver_webhook(url, trigger, uid, payload, secret=secret, **options)
         with self.lock:
             self.deliveries.append(delivery)
-        if app.triggers_on == "transcript_processed":
+        if trigger == "transcript_processed":
             take_transcript_answer(self, app, uid, delivery.response)
         return delivery
 

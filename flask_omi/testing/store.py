@@ -57,6 +57,9 @@ class FakeApp:
     actions: frozenset[str] = ALL_ACTIONS
     webhook_url: str | None = None
     triggers_on: str | None = None
+    #: A test's shortcut past OMI's one trigger per app: the app's webhook URL for each trigger, so
+    #: that ``trigger(..., trigger="transcript_processed")`` reaches that receiver.
+    webhook_urls: dict[str, str] = field(default_factory=dict)
     #: OMI's one signing secret per app (``whsec_...``), for webhooks (``v1``) and tool calls
     #: (``v2``); while it is rotated the previous one stays valid 24 h and both sign
     #: (``backend/database/webhook_signing.py`` 7b4b3cb2).
