@@ -191,9 +191,7 @@ class ConversationCreated:
     def from_json(
         cls, uid: str, value: Any, *, delivery_id: str | None = None, idempotency_key: str | None = None
     ) -> ConversationCreated:
-        """Type a ``memory_creation`` body; raises :class:`~flask_omi.errors.InboundPayloadError` for a wrong
-        shape.
-        """
+        """Type a ``memory_creation`` body (``InboundPayloadError`` for a wrong shape)."""
         data = _object(value, "the conversation")
         return cls(
             uid=uid,

@@ -7,6 +7,7 @@ returns a message or None; the answer is ``{"message": ...}`` or ``{}``, as OMI 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -67,9 +68,10 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
     def __init__(self, name: str = "omi_webhooks", url_prefix: str | None = "/omi/webhooks") -> None:
         super().__init__(name, "flask_omi", url_prefix=url_prefix)
         self.handlers = WebhookHandlers()
-        self.add_url_rule("/conversation", "conversation", self._conversation, methods=["POST"])
-        self.add_url_rule("/transcript", "transcript", self._transcript, methods=["POST"])
-        self.add_url_rule("/audio", "audio", self._audio, methods=["POST"])
+        for kind, parse in PARSERS.items():
+            self.add_url_rule(
+                f"/{kind}", kind, functools.partial(self._receive, kind, parse), methods=["POST"]
+            )
         self.register_error_handler(OmiInboundError, _render_error)
         self.register_error_handler(ReenableProbe, _answer_probe)
         self.record_once(_set_up_app)
@@ -95,40 +97,27 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         return handler
 
     # -- routes -------------------------------------------------------------------------------------
-    # Each route resolves the request and app proxies once and hands the objects down: every
-    # delivery passes a dozen checks (see benchmarks/).
-    def _conversation(self) -> Response:
+    def _receive(self, kind: str, parse: Parse) -> Response:
+        """Check, then run the ``kind`` handler. The request and app proxies are resolved once here
+        and handed down: every delivery passes a dozen checks (see benchmarks/)."""
         app, req = _current()
         uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
         return _dispatch(
             app,
             req,
-            self.handlers.conversation,
-            Delivery("conversation", uid, body, signature),
-            lambda ids: ConversationCreated.from_json(uid, json_body(body), **ids),
+            getattr(self.handlers, kind),
+            Delivery(kind, uid, body, signature),
+            lambda ids: parse(req, uid, body, ids),
         )
 
-    def _transcript(self) -> Response:
-        app, req = _current()
-        uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
-        return _dispatch(
-            app,
-            req,
-            self.handlers.transcript,
-            Delivery("transcript", uid, body, signature),
-            lambda ids: TranscriptBatch.from_json(uid, json_body(body), **ids),
-        )
 
-    def _audio(self) -> Response:
-        app, req = _current()
-        uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
-        return _dispatch(
-            app,
-            req,
-            self.handlers.audio,
-            Delivery("audio", uid, body, signature),
-            lambda ids: audio_chunk(req, uid, body, **ids),
-        )
+#: How each receiver types a checked body: (request, uid, body, delivery ids) -> event.
+Parse = Callable[[Request, str, bytes, dict[str, Any]], Any]
+PARSERS: dict[str, Parse] = {
+    "conversation": lambda req, uid, body, ids: ConversationCreated.from_json(uid, json_body(body), **ids),
+    "transcript": lambda req, uid, body, ids: TranscriptBatch.from_json(uid, json_body(body), **ids),
+    "audio": lambda req, uid, body, ids: audio_chunk(req, uid, body, **ids),
+}
 
 
 def _current() -> tuple[Flask, Request]:
@@ -237,7 +226,7 @@ def _dispatch(
     req: Request,
     handler: Handler | None,
     delivery: Delivery,
-    parse: Callable[[dict[str, str | None]], Any],
+    parse: Callable[[dict[str, Any]], Any],
 ) -> Response:
     kind = delivery.kind
     if handler is None:
