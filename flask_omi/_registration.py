@@ -9,9 +9,12 @@ flask-omi refuses its handler decorators.
 
 from __future__ import annotations
 
-from flask.sansio.app import App
+from typing import TYPE_CHECKING
 
 from .errors import OmiConfigError
+
+if TYPE_CHECKING:
+    from flask.sansio.app import App
 
 
 class HandlersBeforeRegistration:

@@ -36,6 +36,9 @@ FRAMEWORK_NEUTRAL = (
     "flask_omi.inbound.request_signing",
     "flask_omi.inbound.payloads",
     "flask_omi.inbound.tool_spec",
+    "flask_omi.inbound.deliveries",
+    "flask_omi.confirm",
+    "flask_omi._registration",
 )
 
 
