@@ -10,7 +10,7 @@ copyright = "2026, the flask-omi maintainers"
 release = _version("flask-omi")
 version = ".".join(release.split(".")[:2])
 
-extensions = ["myst_parser", "sphinx.ext.autodoc"]
+extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinxcontrib.mermaid"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "images", "pypi-description.md"]
 myst_heading_anchors = 3
@@ -18,9 +18,14 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 html_theme = "alabaster"
 html_title = f"flask-omi {release}"
-# The sign-in flow is a Mermaid diagram, which GitHub draws; Sphinx shows its source as text.
-# The guide pages include README sections whose subheadings start at level 3.
-suppress_warnings = ["misc.highlighting_failure", "myst.header"]
+# The sign-in flow is a Mermaid diagram: GitHub draws it in the README, sphinxcontrib-mermaid here
+# (MyST hands ```mermaid fences to its directive). The guide pages include README sections whose
+# subheadings start at level 3.
+myst_fence_as_directive = ["mermaid"]
+suppress_warnings = ["myst.header"]
+# Wide tables and code scroll inside the page instead of running past the theme's column.
+html_static_path = ["_static"]
+html_css_files = ["wide.css"]
 
 
 # The configuration reference is generated from the defaults and descriptions in the code, so that
