@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,10 @@ class Site:
         self.url, self.fake = app_url, fake
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+@contextmanager
+def example_site(tmp_path: Path, users: dict[str, str], **config: Any) -> Iterator[Site]:
+    """The example app and a fake OMI on loopback, the app registered in the fake with exactly what
+    `flask omi check` prints for pasting into OMI, and ``users`` (uid -> name) set up."""
     with FakeOmi() as fake:
         app = create_app(
             {
@@ -42,19 +45,26 @@ def site(tmp_path: Path) -> Iterator[Site]:
                 "OMI_API_BASE": fake.url,
                 "EXAMPLE_DB": str(tmp_path / "e2e.db"),
                 "OMI_SIGNING_SECRET": TOOLS_SECRET,
+                **config,
             }
         )
         server = LiveServer(app).bind()
-        # Registered in the fake with exactly what `flask omi check` prints for pasting into OMI.
         connect_app(fake, fake.url, app, server.url, name="Example OMI app")
-        fake.add_memory("alice", "Alice likes green tea")
-        app.extensions["example_setups"].complete("alice", "Alice")
-        app.extensions["example_setups"].complete("bob", "Bob")
+        for uid, name in users.items():
+            fake.enable_app(uid, "e2e-app")
+            app.extensions["example_setups"].complete(uid, name)
         server.start()
         try:
             yield Site(server.url, fake)
         finally:
             server.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with example_site(tmp_path, {"alice": "Alice", "bob": "Bob"}) as site:
+        site.fake.add_memory("alice", "Alice likes green tea")
+        yield site
 
 
 @pytest.fixture
@@ -206,27 +216,9 @@ def test_omis_chat_calls_the_apps_tool_on_the_notes_written_there(page: Any, sit
 @pytest.fixture
 def confirming_site(tmp_path: Path) -> Iterator[Site]:
     """The example with every sign-in confirmed by a code sent to the user's OMI app."""
-    with FakeOmi() as fake:
-        app = create_app(
-            {
-                "OMI_APP_ID": "e2e-app",
-                "OMI_API_BASE": fake.url,
-                "OMI_API_KEY": "sk_e2e_confirm",
-                "OMI_CONFIRM_SIGNIN": True,
-                "EXAMPLE_DB": str(tmp_path / "e2e.db"),
-                "OMI_SIGNING_SECRET": TOOLS_SECRET,
-            }
-        )
-        server = LiveServer(app).bind()
-        connect_app(fake, fake.url, app, server.url, name="Example OMI app")
-        for uid in ("alice", "mallory"):
-            fake.enable_app(uid, "e2e-app")
-            app.extensions["example_setups"].complete(uid, uid.title())
-        server.start()
-        try:
-            yield Site(server.url, fake)
-        finally:
-            server.stop()
+    users = {"alice": "Alice", "mallory": "Mallory"}
+    with example_site(tmp_path, users, OMI_API_KEY="sk_e2e_confirm", OMI_CONFIRM_SIGNIN=True) as site:
+        yield site
 
 
 def test_a_confirmed_sign_in_reads_the_code_off_the_phone(page: Any, confirming_site: Site) -> None:
