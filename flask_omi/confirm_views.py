@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, redirect, render_template, request, session, url_for
@@ -90,7 +90,7 @@ def send_code(uid: str, next_path: str | None, purpose: str) -> BaseResponse:
     return no_store(redirect(url_for(get_extension().endpoint("confirm")), code=303))
 
 
-def _refuse(error: OmiCallbackError) -> None:
+def _refuse(error: OmiCallbackError) -> NoReturn:
     logger.warning("OMI sign-in confirmation refused: %s", error.error_code)
     omi_login_failed.send(current_app._get_current_object(), error_code=error.error_code, error=error)  # type: ignore[attr-defined]
     raise error
@@ -135,7 +135,6 @@ def confirm_submit() -> BaseResponse:
         return _send_again(record)
     if record is None:
         _refuse(ConfirmationMissing())
-        raise AssertionError  # unreachable: _refuse raises
     now = get_extension().clock()
     if record.expired(now):
         session.pop(confirm.PENDING_CONFIRM_KEY, None)
@@ -155,7 +154,6 @@ def _send_again(record: confirm.PendingConfirmation | None) -> BaseResponse:
     uid = session.get(UID_KEY)
     if not isinstance(uid, str):
         _refuse(ConfirmationMissing())
-        raise AssertionError  # unreachable
     return send_code(uid, safe_next_path(request.form.get("next")), "step-up")
 
 
