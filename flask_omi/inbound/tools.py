@@ -77,9 +77,7 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         self.specs: dict[str, ToolSpec] = {}
         self.chat_messages = chat_messages
         self.add_url_rule(manifest_path, "manifest", self._manifest, methods=["GET"])
-        self.add_url_rule(
-            f"{tools_path.rstrip('/')}/<tool_name>", "call", self._call, methods=list(_ALL_METHODS)
-        )
+        self.add_url_rule(f"{tools_path.rstrip('/')}/<tool_name>", "call", self._call, methods=list(METHODS))
         self.register_error_handler(OmiInboundError, _render_refusal)
         self.record_once(self._set_up_app)
 
@@ -179,9 +177,6 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
             logger.info("OMI tool call refused: %s: %s", tool_name, error)
             return _error(app, 400, str(error))
         return _run(app, spec, arguments)
-
-
-_ALL_METHODS = METHODS
 
 
 def _error(app: Flask, status: int, message: str) -> Response:
