@@ -85,15 +85,20 @@ def _template(path: str, body: bytes) -> dict[str, Any]:
 
 
 def _caller(
-    app: Flask, template: dict[str, Any], body: bytes, headers: Iterator[dict[str, str]]
+    app: Flask,
+    template: dict[str, Any],
+    body: bytes,
+    headers: Iterator[dict[str, str]],
+    bodies: Iterator[bytes] | None = None,
 ) -> Callable[[int], None]:
-    """``n`` calls, each with a fresh body stream and the next signed headers."""
+    """``n`` calls, each with a fresh body stream and the next signed headers (and the next body,
+    when ``bodies`` are given: deliveries OMI signs are distinct, and a repeated one is refused)."""
     browser = Browser(app)
 
     def run(n: int) -> None:
         for _ in range(n):
             env = template.copy()
-            env["wsgi.input"] = io.BytesIO(body)
+            env["wsgi.input"] = io.BytesIO(next(bodies) if bodies is not None else body)
             for name, value in next(headers).items():
                 env["HTTP_" + name.upper().replace("-", "_")] = value
             status, _ = browser.call(env)
@@ -114,15 +119,25 @@ def _tool_call() -> dict[str, str]:
     )
 
 
-_WEBHOOK_SIGNATURE = signature_header(SECRET, UID, TRANSCRIPT_BODY, NOW)
+def _transcript_body(n: int) -> bytes:
+    """The n-th transcript batch: the same size as TRANSCRIPT_BODY, its session id numbered."""
+    body = TRANSCRIPT_BODY.replace(f'"{UID}"'.encode(), f'"bench_{n:08d}"'.encode())
+    assert len(body) == len(TRANSCRIPT_BODY)
+    return body
 
 
-def _webhook_delivery() -> dict[str, str]:
-    return {
-        "X-Omi-Signature": _WEBHOOK_SIGNATURE,
-        "X-Omi-Event": "realtime_transcript",
-        "X-Omi-Delivery": str(uuid.uuid4()),
-    }
+def _webhook_deliveries(count: int) -> tuple[Iterator[bytes], Iterator[dict[str, str]]]:
+    """``count`` distinct deliveries, signed before any call is timed, as OMI signs each one."""
+    bodies = [_transcript_body(n) for n in range(count)]
+    headers = [
+        {
+            "X-Omi-Signature": signature_header(SECRET, UID, body, NOW),
+            "X-Omi-Event": "realtime_transcript",
+            "X-Omi-Delivery": str(uuid.uuid4()),
+        }
+        for body in bodies
+    ]
+    return iter(bodies), iter(headers)
 
 
 def _same_shape() -> dict[str, str]:
@@ -139,6 +154,7 @@ def measure(rounds: int, iterations: int) -> dict[str, float]:
 def callers(calls: int) -> dict[str, Callable[[int], None]]:
     """Each variant, able to serve ``calls`` calls in all."""
     floor = _floor_app()
+    webhook_bodies, webhook_headers = _webhook_deliveries(calls)
     return {
         "bare JSON route, tool body (floor)": _caller(
             floor, _template("/floor", TOOL_BODY), TOOL_BODY, _signed_before(calls, _same_shape)
@@ -156,6 +172,7 @@ def callers(calls: int) -> dict[str, Callable[[int], None]]:
             _webhooks_app(),
             _template("/omi/webhooks/transcript?uid=" + UID, TRANSCRIPT_BODY),
             TRANSCRIPT_BODY,
-            _signed_before(calls, _webhook_delivery),
+            webhook_headers,
+            webhook_bodies,
         ),
     }

@@ -105,9 +105,9 @@ def verify_request_signature(
     body: bytes,
     now: float,
     tolerance: float = DEFAULT_TOLERANCE,
-) -> None:
+) -> str:
     """Raise :class:`~flask_omi.errors.InboundSignatureError` unless ``header`` carries a fresh
-    ``v2`` signature of exactly this request."""
+    ``v2`` signature of exactly this request; return its canonical identity."""
 
     def expected(key: str, timestamp: int) -> str:
         return compute_request_signature(
@@ -121,7 +121,7 @@ def verify_request_signature(
             body=body,
         )
 
-    check_signature(header, SCHEME, expected, secret, now=now, tolerance=tolerance)
+    return check_signature(header, SCHEME, expected, secret, now=now, tolerance=tolerance)
 
 
 def signed_headers(

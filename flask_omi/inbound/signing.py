@@ -71,11 +71,15 @@ def check_signature(
     *,
     now: float,
     tolerance: float,
-) -> None:
+) -> str:
     """Raise :class:`InboundSignatureError` unless ``header`` carries a fresh ``scheme`` signature
     equal to ``expected(secret, timestamp)`` for one of ``secrets``. Every pair is compared in
     constant time: OMI sends a signature per secret while it rotates one, and the app may accept
-    the old and the new secret at once (``OMI_SIGNING_SECRET`` as a list)."""
+    the old and the new secret at once (``OMI_SIGNING_SECRET`` as a list).
+
+    Returns what was signed and verified, canonically (``"{t}:{hex}"``): the identity of this
+    signature for replay refusal. The raw header is not one: extra parameters or upper-case hex
+    would give one signature many spellings."""
     if not header:
         raise InboundSignatureError(
             "signature_missing", f"This endpoint requires an {SIGNATURE_HEADER} header."
@@ -85,14 +89,18 @@ def check_signature(
         raise InboundSignatureError(
             "signature_expired", f"The signature's timestamp is more than {int(tolerance)} s from now."
         )
-    matched = False
+    verified: str | None = None
     for secret in secret_list(secrets):
         wanted = expected(secret, timestamp)
+        matched = False
         for candidate in signatures:
             # compare_digest takes ASCII text; anything else cannot match a hex digest anyway.
             matched |= candidate.isascii() and hmac.compare_digest(wanted, candidate.lower())
-    if not matched:
+        if matched and verified is None:
+            verified = f"{timestamp}:{wanted}"
+    if verified is None:
         raise InboundSignatureError("signature_mismatch", "The signature does not match the request.")
+    return verified
 
 
 def verify_signature(
@@ -103,10 +111,10 @@ def verify_signature(
     *,
     now: float,
     tolerance: float = DEFAULT_TOLERANCE,
-) -> None:
+) -> str:
     """Raise :class:`InboundSignatureError` unless ``header`` signs ``uid`` and ``body`` recently
-    with ``secret`` (or one of several)."""
-    check_signature(
+    with ``secret`` (or one of several); return the verified signature's canonical identity."""
+    return check_signature(
         header,
         "v1",
         lambda key, t: compute_signature(key, t, uid, body),

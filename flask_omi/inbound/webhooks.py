@@ -164,7 +164,8 @@ def _answer_probe(_: ReenableProbe) -> Response:
 
 def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str, bytes, str | None]:
     """Size, then signature, then uid: nothing reaches a handler unless all pass. Returns the uid,
-    the body and the verified signature (None when signatures are not checked)."""
+    the body and the verified signature's canonical identity (None when signatures are not
+    checked)."""
     config = app.config
     body = read_body(req, int(config["OMI_WEBHOOK_MAX_BYTES"]))
     uid = query_value(req, "uid")
@@ -172,8 +173,9 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
     if not uid and signature is None and _is_reenable_probe(body):
         raise ReenableProbe()
     secrets = signing_secrets(config, "OMI_WEBHOOK_SECRET")
+    verified = None
     if secrets:
-        verify_signature(
+        verified = verify_signature(
             secrets,
             signature,
             uid,
@@ -187,7 +189,7 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
     # uid "a.b" verify for uid "a" with body "b." + body. OMI's uids (Firebase's) never hold one.
     if not is_valid_uid(uid) or "." in uid:
         raise InboundPayloadError("uid_invalid", "The uid is not a valid OMI uid.")
-    return uid, body, signature if secrets else None
+    return uid, body, verified
 
 
 def audio_chunk(req: Request, uid: str, body: bytes, **ids: str | None) -> AudioChunk:
@@ -217,7 +219,7 @@ class Delivery:
     kind: str
     uid: str
     body: bytes
-    #: The verified ``X-Omi-Signature``, or None when signatures are not checked.
+    #: The verified signature's canonical identity (``"{t}:{hex}"``), or None when not checked.
     signature: str | None
 
 

@@ -444,3 +444,26 @@ def test_the_fakes_chat_form_needs_the_token_of_its_own_page(fake_omi: Any) -> N
             f"{fake_omi.url}/_fake/chat", data={**form, "page_token": token.group(1)}, timeout=5
         )
         assert again.status_code == 403  # single use
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda header: header.upper().replace("T=", "t=").replace("V1=", "v1="),  # upper-case hex
+        lambda header: header + ",x=1",  # a parameter nobody reads
+        lambda header: header + ",v1=" + "0" * 64,  # a second, wrong signature beside the right one
+        lambda header: " " + header.replace(",", " , "),  # spaces
+    ],
+)
+def test_a_respelled_signature_is_still_the_same_signature(respell: Any) -> None:
+    """A replay of a captured delivery with its signature header written another way (case, extra
+    parameters, spaces) is the same signature, and refused as a replay."""
+    from flask_omi.inbound.signing import signature_header
+
+    app, ran = webhook_app()
+    client = app.test_client()
+    body = json.dumps({"id": "c7"}).encode()
+    captured = signature_header(SECRET, "u1", body)
+    assert post_delivery(client, body, "k7", captured).status_code == 200
+    assert_refused(post_delivery(client, body, "k8", respell(captured)), 409, "replayed")
+    assert len(ran) == 1
