@@ -83,6 +83,7 @@ class MemoryStore:
         self._entries: OrderedDict[str, tuple[Claim, float]] = OrderedDict()  # oldest write first
         self._lock = threading.Lock()
         self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
+        self._swept = float("-inf")
 
     def claim(self, key: str, ttl: int) -> Claim:
         """See :meth:`KeyStore.claim`."""
@@ -108,13 +109,16 @@ class MemoryStore:
     def _write(self, key: str, claim: Claim, expires: float, now: float) -> None:
         self._entries.pop(key, None)
         # Keys written first mostly expire first: dropping expired ones from the front costs little
-        # on each write; a full store is swept whole before it refuses or forgets a live key.
+        # on each write. A full store is swept whole before it refuses or forgets a live key, at
+        # most once a second: a sweep reads every key, and a full store would otherwise sweep on
+        # every write (a de-duplication ledger at its bound, or a registry being flooded).
         while self._entries:
             oldest, (_, oldest_expires) = next(iter(self._entries.items()))
             if oldest_expires > now:
                 break
             del self._entries[oldest]
-        if len(self._entries) >= self._max_entries:
+        if len(self._entries) >= self._max_entries and now - self._swept >= 1.0:
+            self._swept = now
             self._drop_expired(now)
         if len(self._entries) >= self._max_entries:
             if self._when_full == "refuse":

@@ -364,3 +364,26 @@ def test_a_ledger_that_fails_after_the_handler_keeps_the_handlers_answer(
     answer = post(receiver(counter, OMI_WEBHOOK_DEDUP=ForgetfulLedger()).test_client())
     assert answer.get_json() == {"message": "saved"} and len(counter.events) == 1
     assert "could not record the delivery" in caplog.text
+
+
+def test_a_full_ledger_does_not_sweep_every_key_on_every_write() -> None:
+    """At its bound, a ledger forgets its oldest key per write; it sweeps for expired keys at most
+    once a second, not on every write (which read all 10,000 keys each time)."""
+    from flask_omi.stores import MemoryStore
+
+    now = [0.0]
+    store = MemoryStore(3, when_full="forget_oldest", clock=lambda: now[0])
+    swept: list[float] = []
+    real_sweep = store._drop_expired
+
+    def counting_sweep(at: float) -> None:
+        swept.append(at)
+        real_sweep(at)
+
+    store._drop_expired = counting_sweep  # type: ignore[method-assign]
+    for n in range(50):
+        assert store.claim(f"k{n}", 100) == "new"
+    assert len(store) == 3 and swept == [0.0]
+    now[0] = 1.5
+    store.claim("later", 100)
+    assert swept == [0.0, 1.5]

@@ -15,16 +15,14 @@ A failed handler (5xx) releases both, so OMI's retry runs it again. Framework-ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..stores import RUNNING_TTL, KeyStore, hashed_key
 
 Verdict = Literal["run", "done", "running", "replayed"]
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """What the store said of a delivery, and the keys this request claimed (to settle later)."""
 
     verdict: Verdict
@@ -51,7 +49,7 @@ def admit(
             return Admission(seen)  # "done": answered 200 unrun; "running": 425, which OMI retries
         claimed.append(key)
     if signature is not None:
-        key = f"signature:{hashed_key(signature)}"
+        key = f"signature:{signature}"  # "{t}:{hex}": an HMAC, not a secret, and already short
         if store.claim(key, int(2 * tolerance)) != "new":
             for other in claimed:
                 store.abandon(other)

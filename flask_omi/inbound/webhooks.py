@@ -7,14 +7,13 @@ returns a message or None; the answer is ``{"message": ...}`` or ``{}``, as OMI 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
@@ -69,9 +68,7 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         super().__init__(name, "flask_omi", url_prefix=url_prefix)
         self.handlers = WebhookHandlers()
         for kind, parse in PARSERS.items():
-            self.add_url_rule(
-                f"/{kind}", kind, functools.partial(self._receive, kind, parse), methods=["POST"]
-            )
+            self.add_url_rule(f"/{kind}", kind, self._view(kind, parse), methods=["POST"])
         self.register_error_handler(OmiInboundError, _render_error)
         self.register_error_handler(ReenableProbe, _answer_probe)
         self.record_once(_set_up_app)
@@ -97,6 +94,14 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         return handler
 
     # -- routes -------------------------------------------------------------------------------------
+    def _view(self, kind: str, parse: Parse) -> Callable[[], Response]:
+        # A plain function, not a functools.partial: Flask asks every view, on every request,
+        # whether it is a coroutine function, which is slower to answer for a partial.
+        def view() -> Response:
+            return self._receive(kind, parse)
+
+        return view
+
     def _receive(self, kind: str, parse: Parse) -> Response:
         """Check, then run the ``kind`` handler. The request and app proxies are resolved once here
         and handed down: every delivery passes a dozen checks (see benchmarks/)."""
@@ -212,8 +217,7 @@ def _render_error(error: OmiInboundError) -> Response:
     return response
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One checked request from OMI, before its body is typed."""
 
     kind: str
