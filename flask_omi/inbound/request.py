@@ -46,6 +46,8 @@ def header(req: Request, name: str) -> str | None:
 
 def query_is_utf8(raw: bytes) -> bool:
     """Whether every name and value of a raw query string percent-decodes to UTF-8."""
+    if b"%" not in raw and raw.isascii():
+        return True  # nothing encoded: plain ASCII (a POST call's empty query, most GET ones)
     try:
         unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
     except UnicodeDecodeError:
