@@ -13,7 +13,7 @@ from werkzeug.urls import iri_to_uri
 from .confirm_views import confirmation_required, is_confirmed, pending
 from .extension import get_extension
 from .responses import json_error, login_url, no_store, wants_json
-from .user import is_signed_in, load_user_in_request
+from .user import load_user_in_request
 from .validation import safe_next_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,22 +44,42 @@ def omi_login_required(view: F | None = None, *, confirmed: bool = False) -> F |
         # Decided once here rather than by ensure_sync on every request: this wrapper is a hot path.
         is_async = inspect.iscoroutinefunction(view)
 
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            signed_in = is_signed_in(load_user_in_request())
-            if signed_in and (not confirmed or is_confirmed()):
-                if is_async:
-                    return current_app.ensure_sync(view)(*args, **kwargs)
-                return view(*args, **kwargs)
-            if request.method == "OPTIONS":
-                return current_app.make_default_options_response()
-            if signed_in or pending() is not None:
-                return confirmation_required(current_path(), wants_json())
-            return unauthorized()
+        if not confirmed:  # most views: nothing more than a sign-in to check on this hot path
 
-        return cast(F, wrapper)
+            @functools.wraps(view)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                # Signed in: anything the user loader returned, unless it says otherwise with
+                # is_authenticated (a plain model class works as well as a UserMixin).
+                if getattr(load_user_in_request(), "is_authenticated", True):
+                    if is_async:
+                        return current_app.ensure_sync(view)(*args, **kwargs)
+                    return view(*args, **kwargs)
+                return _refused(confirmation_owed=False)
+
+            return cast(F, wrapper)
+
+        @functools.wraps(view)
+        def confirmed_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if getattr(load_user_in_request(), "is_authenticated", True):
+                if is_confirmed():
+                    if is_async:
+                        return current_app.ensure_sync(view)(*args, **kwargs)
+                    return view(*args, **kwargs)
+                return _refused(confirmation_owed=True)
+            return _refused(confirmation_owed=False)
+
+        return cast(F, confirmed_wrapper)
 
     return decorate(view) if view is not None else decorate
+
+
+def _refused(confirmation_owed: bool) -> Any:
+    """The answer to a request the view does not run for: signed out, or a code still owed."""
+    if request.method == "OPTIONS":
+        return current_app.make_default_options_response()
+    if confirmation_owed or pending() is not None:
+        return confirmation_required(current_path(), wants_json())
+    return unauthorized()
 
 
 def current_path() -> str | None:

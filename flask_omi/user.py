@@ -56,12 +56,6 @@ def _load_user() -> Any:
     return load_user_in_request()
 
 
-def is_signed_in(user: Any) -> bool:
-    """Whether a loaded user counts as signed in: anything the user loader returned, unless it says
-    otherwise with ``is_authenticated`` (so a plain model class works as well as a UserMixin)."""
-    return user is not ANONYMOUS and bool(getattr(user, "is_authenticated", True))
-
-
 def _signed_in_uid() -> str | None:
     if not has_request_context():
         raise RuntimeError(
@@ -96,7 +90,8 @@ def _user_from_session(ctx_session: Any, app: Any) -> Any:
     uid = ctx_session.get(UID_KEY)
     if not isinstance(uid, str):
         return ANONYMOUS
-    loader = get_extension(app).user_loader()
+    ext = get_extension(app)
+    loader = ext.handlers.user_loader or ext.fallback_user_loader  # ext.user_loader(), inlined
     if loader is None:
         return OmiUser(uid)
     user = app.ensure_sync(loader)(uid)
