@@ -128,6 +128,10 @@ def _positive_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value > 0
 
 
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def _text_or_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value != "")
 
@@ -157,10 +161,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_MAX_PENDING_SIGNINS": (_positive_int, "a positive whole number"),
     "OMI_LOGIN_REDIRECT": (_redirect_target, "a path on this site such as '/', or an http(s) URL"),
     "OMI_LOGOUT_REDIRECT": (_redirect_target, "a path on this site such as '/', or an http(s) URL"),
-    "OMI_LOGOUT_ALLOW_GET": (lambda v: isinstance(v, bool), "True or False"),
-    "OMI_LOGOUT_CLEAR_SESSION": (lambda v: isinstance(v, bool), "True or False"),
-    "OMI_VERIFY_UID": (lambda v: isinstance(v, bool), "True or False"),
-    "OMI_SINGLE_PROCESS": (lambda v: isinstance(v, bool), "True or False"),
+    "OMI_LOGOUT_ALLOW_GET": (_bool, "True or False"),
+    "OMI_LOGOUT_CLEAR_SESSION": (_bool, "True or False"),
+    "OMI_VERIFY_UID": (_bool, "True or False"),
+    "OMI_SINGLE_PROCESS": (_bool, "True or False"),
     "OMI_CONFIRM_SIGNIN": (lambda v: v is True or v is False or v == "step-up", "True, False or 'step-up'"),
     "OMI_VERIFY_TIMEOUT": (_positive_number, "a positive number of seconds"),
     "OMI_API_BASE": (_http_url, "an http(s) URL with no query or fragment, such as https://api.omi.me"),

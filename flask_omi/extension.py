@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from .client import OmiClient
 from .config import store_for
 from .errors import OmiConfigError
-from .stores import KeyStore, PerProcessNotice
+from .stores import KeyStore, PerProcessNotice, is_per_process
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -68,6 +68,7 @@ class OmiExtension:
         if value is not known:
             store = store_for(config, "OMI_STATE_REGISTRY")
             self._state_store = (value, store)
+            self.state_notice.active = is_per_process(store)
         return store
 
     #: The app's user loader when the blueprint has none: set by an integration that knows how to

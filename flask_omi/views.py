@@ -25,7 +25,7 @@ from .extension import get_extension, omi_client
 from .responses import json_error, login_url, no_frames, no_store
 from .signals import omi_login_failed, omi_logout_requested
 from .state import PendingSignIns
-from .stores import StoreFull, hashed_key, is_per_process
+from .stores import StoreFull, hashed_key
 from .user import UID_KEY, login_omi_user, logout_omi_user
 from .validation import is_valid_uid, safe_next_path
 
@@ -105,7 +105,6 @@ def _claim_once(state: str | None) -> None:
     registry = extension.state_store(config)
     if registry is None or state is None:
         return
-    extension.state_notice.active = is_per_process(registry)
     extension.state_notice.check(request.environ.get("wsgi.multiprocess"), logger)
     # The session already refuses the state once it is older than OMI_STATE_MAX_AGE; the claim
     # outlives that by a minute, for clocks that differ between instances.
