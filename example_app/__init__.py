@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,11 @@ ENV_KEYS = (
 )
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    config: dict[str, Any] | None = None, *, before: Callable[[Flask], None] | None = None
+) -> Flask:
+    """The example app; ``before(app)`` runs once its configuration is read and before anything
+    is registered (example_app.production sets up Celery there)."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secrets.token_hex(32),
@@ -50,6 +55,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update({key: os.environ[key] for key in ENV_KEYS if os.environ.get(key)})
     app.config.update(config or {})
+    if before is not None:
+        before(app)
     # A code sent to the user's OMI app before a sensitive action (needs the API key to send it).
     app.config.setdefault("OMI_CONFIRM_SIGNIN", "step-up" if app.config.get("OMI_API_KEY") else False)
     os.makedirs(os.path.dirname(app.config["EXAMPLE_DB"]) or ".", exist_ok=True)
@@ -76,7 +83,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     hooks = OmiWebhooks()
 
-    @hooks.on_conversation_created
+    # With a Celery app (example_app.production), the handler runs on a worker and OMI's request
+    # is answered at once; without one, inside the request.
+    @hooks.on_conversation_created(background="celery" in app.extensions)
     def conversation_created(event: ConversationCreated) -> None:
         title = event.structured.title or "(untitled)"
         app.logger.info("OMI sent conversation %s for uid %s", event.id, event.uid)

@@ -51,7 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "OMI_WEBHOOK_MAX_BYTES": 5 * MIB,
     "OMI_WEBHOOK_TOLERANCE": 300,
     "OMI_WEBHOOK_DEDUP": True,
-    "OMI_WEBHOOK_DEDUP_TTL": 86400,
+    "OMI_WEBHOOK_TASK_RETRIES": 5,
+    "OMI_WEBHOOK_TASK_TIME_LIMIT": 300,
+    "OMI_WEBHOOK_DEDUP_TTL": 3 * 3600,  # OMI's retry horizon: flask_omi.inbound.deliveries
     # chat tools
     "OMI_TOOLS_SECRET": None,
     "OMI_TOOLS_MAX_BYTES": 1 * MIB,
@@ -85,7 +87,9 @@ DESCRIPTIONS: dict[str, str] = {
     "OMI_WEBHOOK_MAX_BYTES": "Largest webhook body accepted.",
     "OMI_WEBHOOK_TOLERANCE": "Seconds a signature's timestamp may be off.",
     "OMI_WEBHOOK_DEDUP": "Where deliveries and used signatures are remembered (a store).",
-    "OMI_WEBHOOK_DEDUP_TTL": "Seconds a handled delivery is remembered.",
+    "OMI_WEBHOOK_TASK_RETRIES": "Retries of a failing background handler, with backoff, before it is given up.",
+    "OMI_WEBHOOK_TASK_TIME_LIMIT": "Seconds a background handler may run before its worker stops it.",
+    "OMI_WEBHOOK_DEDUP_TTL": "Seconds a handled delivery is remembered (OMI retries for up to 2 h 15 min).",
     "OMI_TOOLS_SECRET": "The 0.2 name of OMI_SIGNING_SECRET for tool calls; warns.",
     "OMI_TOOLS_MAX_BYTES": "Largest tool call accepted.",
     "OMI_TOOLS_DEDUP": "Where tool calls are remembered to refuse replays (a store).",
@@ -104,7 +108,7 @@ def reference_table() -> str:
 #: when full: replay guards refuse (never forget a live key), de-duplication forgets the oldest.
 STORE_SETTINGS: dict[str, dict[str, Any]] = {
     "OMI_STATE_REGISTRY": {"prefix": "omi:state:", "when_full": "refuse", "max_entries": 100_000},
-    "OMI_WEBHOOK_DEDUP": {"prefix": "omi:delivery:", "when_full": "forget_oldest", "max_entries": 10_000},
+    "OMI_WEBHOOK_DEDUP": {"prefix": "omi:delivery:", "when_full": "refuse", "max_entries": 100_000},
     "OMI_TOOLS_DEDUP": {"prefix": "omi:tool-call:", "when_full": "refuse", "max_entries": 100_000},
 }
 
@@ -126,6 +130,10 @@ def _positive_number(value: Any) -> bool:
 
 def _positive_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value > 0
+
+
+def _count(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
 
 
 def _bool(value: Any) -> bool:
@@ -186,6 +194,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_WEBHOOK_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
     "OMI_WEBHOOK_TOLERANCE": (_positive_number, "a positive number of seconds"),
     "OMI_WEBHOOK_DEDUP_TTL": (_positive_int, "a positive whole number of seconds"),
+    "OMI_WEBHOOK_TASK_RETRIES": (_count, "a whole number, 0 or more"),
+    "OMI_WEBHOOK_TASK_TIME_LIMIT": (_positive_int, "a positive whole number of seconds"),
     "OMI_TOOLS_SECRET": (_secrets, "the app's signing secret from OMI (whsec_...) or None"),
     "OMI_TOOLS_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
 }

@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -89,11 +89,20 @@ class MemoryStore:
         """See :meth:`KeyStore.claim`."""
         now = self._clock()
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[1] > now:
-                return entry[0]
-            self._write(key, "running", now + max(1, ttl), now)
-            return "new"
+            return self._claim(key, ttl, now)
+
+    def claim_all(self, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
+        """See :meth:`RedisStore.claim_all`; atomic under this store's lock."""
+        now = self._clock()
+        with self._lock:
+            return _claim_each(items, lambda key, ttl: self._claim(key, ttl, now), self._forget)
+
+    def _claim(self, key: str, ttl: int, now: float) -> Claim:
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        self._write(key, "running", now + max(1, ttl), now)
+        return "new"
 
     def finish(self, key: str, ttl: int) -> None:
         """See :meth:`KeyStore.finish`."""
@@ -104,7 +113,10 @@ class MemoryStore:
     def abandon(self, key: str) -> None:
         """See :meth:`KeyStore.abandon`."""
         with self._lock:
-            self._entries.pop(key, None)
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        self._entries.pop(key, None)
 
     def _write(self, key: str, claim: Claim, expires: float, now: float) -> None:
         self._entries.pop(key, None)
@@ -142,22 +154,61 @@ def _as_bytes(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
+#: Claims keys in order, atomically, in one round trip: each is set to this claim's value unless
+#: it holds another. The first key held by someone else stops the claim; the keys this call set
+#: before it are deleted again, and its index and value are returned. A key already holding this
+#: claim's own value (a client's retry of the whole script) counts as claimed.
+_CLAIM_SCRIPT = """
+for i, name in ipairs(KEYS) do
+  if not redis.call('SET', name, ARGV[1], 'NX', 'EX', ARGV[i + 1]) then
+    local current = redis.call('GET', name)
+    if current ~= ARGV[1] then
+      for j = 1, i - 1 do redis.call('DEL', KEYS[j]) end
+      return {i, current or 'running'}
+    end
+  end
+end
+return {0}
+"""
+
+
 class RedisStore:
-    """A store in Redis, shared by every instance: ``SET NX EX`` claims atomically on the server.
+    """A store in Redis, shared by every instance: each claim is one atomic script on the server,
+    so one round trip, however many keys a request claims (:meth:`claim_all`).
 
     Each claim writes a value of its own (``running:<random>``). A Redis client that retries a
-    command after a timeout may send the ``SET`` twice, the first having succeeded: the second then
-    finds the key taken, and reading back its own value tells the claim apart from another
-    request's, so an honest request is never refused as its own replay.
+    command after a timeout may send it twice, the first having succeeded: the second then finds
+    the key taken, and reading back its own value tells the claim apart from another request's, so
+    an honest request is never refused as its own replay. A client without scripting (a minimal
+    stand-in with ``set``, ``get``, ``delete``) is served with ``SET NX`` then ``GET``.
     """
 
     def __init__(self, redis: Any, prefix: str = "omi:") -> None:
         self._redis, self._prefix = redis, prefix
+        register = getattr(redis, "register_script", None)
+        self._script = register(_CLAIM_SCRIPT) if callable(register) else None
 
     def claim(self, key: str, ttl: int) -> Claim:
         """See :meth:`KeyStore.claim`."""
-        name = self._prefix + key
+        return self.claim_all(((key, ttl),))[1]
+
+    def claim_all(self, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
+        """Claim every ``(key, ttl)`` in order, all or none: ``(-1, "new")`` when every key was
+        claimed; otherwise the index of the first key found taken and what it holds (the keys
+        claimed before it are released)."""
         mine = b"running:" + secrets.token_hex(8).encode()
+        if self._script is None:
+            return _claim_each(
+                items, lambda key, ttl: self._claim_without_script(key, ttl, mine), self.abandon
+            )
+        names = [self._prefix + key for key, _ in items]
+        answer = self._script(keys=names, args=[mine, *(max(1, ttl) for _, ttl in items)])
+        if int(answer[0]) == 0:
+            return -1, "new"
+        return int(answer[0]) - 1, "done" if answer[1] in _DONE else "running"
+
+    def _claim_without_script(self, key: str, ttl: int, mine: bytes) -> Claim:
+        name = self._prefix + key
         for _ in range(2):  # the key may expire between SET and GET: then try once more
             if self._redis.set(name, mine, nx=True, ex=max(1, ttl)):
                 return "new"
@@ -178,6 +229,29 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self._prefix!r})"
+
+
+def _claim_each(
+    items: Sequence[tuple[str, int]], claim: Callable[[str, int], Claim], abandon: Callable[[str], None]
+) -> tuple[int, Claim]:
+    for index, (key, ttl) in enumerate(items):
+        seen = claim(key, ttl)
+        if seen != "new":
+            for earlier, _ in items[:index]:
+                abandon(earlier)
+            return index, seen
+    return -1, "new"
+
+
+def claim_all(store: KeyStore, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
+    """Claim every ``(key, ttl)`` of ``items`` in ``store``, in order, all or none (see
+    :meth:`RedisStore.claim_all`): in one round trip when the store offers ``claim_all``, one
+    claim after another otherwise."""
+    together = getattr(store, "claim_all", None)
+    if callable(together):
+        result: tuple[int, Claim] = together(items)
+        return result
+    return _claim_each(items, store.claim, store.abandon)
 
 
 # -- the names of 0.2, kept ------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """One run per delivery: de-duplicating OMI's retries and refusing replayed signatures.
 
 OMI retries a durable conversation delivery (same ``X-Omi-Idempotency-Key``) after a 5xx, 408,
-425, 429 or a timeout. Neither that key nor ``X-Omi-Delivery`` is signed, so two guards share the
-store (``OMI_WEBHOOK_DEDUP``):
+425, 429 or a timeout. Neither that key nor ``X-Omi-Delivery`` is signed, so two guards work together
+(``OMI_WEBHOOK_DEDUP``; one Redis store for both, or two bounded stores in process):
 
 - **De-duplication**, keyed on the idempotency key *and* a digest of the signed uid and body: a
   retry of the same delivery runs the handler once; someone re-posting a captured delivery under
@@ -17,9 +17,31 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from ..stores import RUNNING_TTL, KeyStore, hashed_key
+from ..stores import RUNNING_TTL, KeyStore, MemoryStore, claim_all, hashed_key
 
 Verdict = Literal["run", "done", "running", "replayed"]
+
+#: How long OMI may retry one conversation delivery, in seconds. OMI's durable finalization job
+#: makes at most 5 attempts (``LISTEN_FINALIZATION_TASKS_MAX_ATTEMPTS``), each leased for up to
+#: 1,500 s (``DEFAULT_LEASE_SECONDS``), its queue waits at most 60 s between attempts and a missed
+#: hand-off is replayed after 300 s: 5 x (1,500 + 60) + 300 = 8,100 s, rounded up to 3 hours.
+#: (``backend/database/conversation_finalization_jobs.py`` 03e60a48, ``backend/utils/queue_redis.py``
+#: and ``backend/utils/pusher_finalization.py`` 0d7d9f2d.) The default ``OMI_WEBHOOK_DEDUP_TTL``.
+RETRY_HORIZON = 3 * 3600
+#: The in-process stores' bounds (``OMI_WEBHOOK_DEDUP = True``). A handled delivery is kept for
+#: ``OMI_WEBHOOK_DEDUP_TTL`` and a used signature for twice the tolerance, whatever else arrives:
+#: a full store refuses new deliveries (503, which OMI retries) rather than forget one. So one
+#: process takes at most 100,000 / 10,800 s = 9 conversation deliveries a second and 100,000 / 600
+#: s = 166 signed deliveries a second, sustained, at the default settings; above that, or with
+#: more than one process, the shared (Redis) store is required.
+DEDUP_MAX_ENTRIES = 100_000
+REPLAY_MAX_ENTRIES = 100_000
+
+
+def in_process_replay_store() -> MemoryStore:
+    """The store of used signatures beside an in-process de-duplication ledger: kept apart, so
+    that a burst of live transcripts (signed, never retried) cannot crowd out handled deliveries."""
+    return MemoryStore(REPLAY_MAX_ENTRIES, when_full="refuse")
 
 
 class Admission(NamedTuple):
@@ -30,7 +52,8 @@ class Admission(NamedTuple):
 
 
 def admit(
-    store: KeyStore,
+    ledger: KeyStore,
+    replays: KeyStore,
     *,
     kind: str,
     uid: str,
@@ -39,30 +62,38 @@ def admit(
     signature: str | None,
     tolerance: float,
 ) -> Admission:
-    """Claim what this delivery needs before its handler runs; raises whatever the store raises."""
-    claimed: list[str] = []
+    """Claim what this delivery needs before its handler runs, all or nothing: in one round trip
+    when both guards share a store (Redis). Raises whatever the store raises."""
+    wanted: list[tuple[str, int]] = []
     if idempotency_key is not None:
         digest = hashed_key(uid.encode() + b"\n" + body)[:32]
-        key = f"{kind}:{idempotency_key}:{digest}"
-        seen = store.claim(key, RUNNING_TTL)
-        if seen != "new":
-            return Admission(seen)  # "done": answered 200 unrun; "running": 425, which OMI retries
-        claimed.append(key)
+        wanted.append((f"{kind}:{idempotency_key}:{digest}", RUNNING_TTL))
     if signature is not None:
-        key = f"signature:{signature}"  # "{t}:{hex}": an HMAC, not a secret, and already short
-        if store.claim(key, int(2 * tolerance)) != "new":
-            for other in claimed:
-                store.abandon(other)
-            return Admission("replayed")
-        claimed.append(key)
-    return Admission("run", tuple(claimed))
+        # "{t}:{hex}": an HMAC, not a secret, and already short.
+        wanted.append((f"signature:{signature}", int(2 * tolerance)))
+    if ledger is replays or len(wanted) < 2:
+        index, seen = claim_all(ledger if idempotency_key is not None else replays, wanted)
+    else:
+        index, seen = claim_all(ledger, wanted[:1])
+        if index < 0:
+            index, seen = claim_all(replays, wanted[1:])
+            if index == 0:
+                ledger.abandon(wanted[0][0])
+                index = 1
+    if index < 0:
+        return Admission("run", tuple(key for key, _ in wanted))
+    if wanted[index][0].startswith("signature:"):
+        return Admission("replayed")
+    # "done": answered 200 unrun; "running": 425, which OMI retries.
+    return Admission("done" if seen == "done" else "running")
 
 
-def settle(store: KeyStore, admission: Admission, *, failed: bool, ttl: int) -> None:
+def settle(ledger: KeyStore, replays: KeyStore, admission: Admission, *, failed: bool, ttl: int) -> None:
     """After the handler: remember the delivery as done for ``ttl`` seconds, or, when it failed,
     forget every claim so that OMI's retry (re-signed, or within the same second) runs it again."""
     for key in admission.claimed:
+        is_signature = key.startswith("signature:")
         if failed:
-            store.abandon(key)
-        elif not key.startswith("signature:"):
-            store.finish(key, ttl)
+            (replays if is_signature else ledger).abandon(key)
+        elif not is_signature:
+            ledger.finish(key, ttl)

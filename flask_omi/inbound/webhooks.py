@@ -12,8 +12,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
@@ -23,8 +23,9 @@ from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
 from ..stores import KeyStore, PerProcessNotice, is_per_process
 from ..validation import is_ascii_digits, is_valid_uid
+from .background import message_for, register_task, task_id
 from .csrf import exempt_from_csrf
-from .deliveries import admit, settle
+from .deliveries import admit, in_process_replay_store, settle
 from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
 from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGER_RECEIVERS
 from .request import delivery_header, header, json_body, query_value, read_body
@@ -45,10 +46,15 @@ class WebhookState:
     endpoint_prefix: str
     #: Where handled deliveries are remembered (``OMI_WEBHOOK_DEDUP``), or None.
     ledger: KeyStore | None = None
+    #: Where used signatures are remembered: the ledger itself, or beside an in-process ledger,
+    #: a store of its own.
+    replays: KeyStore | None = None
     #: Seconds since the epoch, for signature timestamps. Replace it in tests to move time.
     clock: Callable[[], float] = time.time
     #: Said once when the store is per process and the server runs several processes.
     notice: PerProcessNotice | None = None
+    #: The Celery task that runs the background handlers, if there are any.
+    task: Any = None
 
 
 @dataclass
@@ -56,6 +62,8 @@ class WebhookHandlers:
     conversation: Handler | None = None
     transcript: Handler | None = None
     audio: Handler | None = None
+    #: The kinds whose handler runs on a Celery worker (``background=True``).
+    background: set[str] = field(default_factory=set)
 
 
 class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
@@ -74,24 +82,43 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         self.record_once(_set_up_app)
 
     # -- registration -------------------------------------------------------------------------------
-    def on_conversation_created(self, handler: H) -> H:
-        """``handler(ConversationCreated) -> str | None`` for ``memory_creation`` webhooks."""
-        self._check_handlers_open("on_conversation_created")
-        self.handlers.conversation = handler
-        return handler
+    @overload
+    def on_conversation_created(self, handler: H, *, background: bool = False) -> H: ...
+    @overload
+    def on_conversation_created(self, *, background: bool = False) -> Callable[[H], H]: ...
+    def on_conversation_created(self, handler: H | None = None, *, background: bool = False) -> Any:
+        """``handler(ConversationCreated) -> str | None`` for ``memory_creation`` webhooks. With
+        ``background=True`` it runs on a Celery worker and must return None (see the deployment
+        guide)."""
+        return self._register("conversation", "on_conversation_created", handler, background)
 
-    def on_transcript(self, handler: H) -> H:
+    @overload
+    def on_transcript(self, handler: H, *, background: bool = False) -> H: ...
+    @overload
+    def on_transcript(self, *, background: bool = False) -> Callable[[H], H]: ...
+    def on_transcript(self, handler: H | None = None, *, background: bool = False) -> Any:
         """``handler(TranscriptBatch) -> str | Notify | None`` for ``transcript_processed``
-        webhooks: a string becomes a push notification, :class:`Notify` a proactive one."""
-        self._check_handlers_open("on_transcript")
-        self.handlers.transcript = handler
-        return handler
+        webhooks: a string becomes a push notification, :class:`Notify` a proactive one. A
+        background handler answers nothing: it sends notifications itself."""
+        return self._register("transcript", "on_transcript", handler, background)
 
-    def on_audio(self, handler: H) -> H:
+    @overload
+    def on_audio(self, handler: H, *, background: bool = False) -> H: ...
+    @overload
+    def on_audio(self, *, background: bool = False) -> Callable[[H], H]: ...
+    def on_audio(self, handler: H | None = None, *, background: bool = False) -> Any:
         """``handler(AudioChunk) -> str | None`` for ``audio_bytes`` webhooks."""
-        self._check_handlers_open("on_audio")
-        self.handlers.audio = handler
-        return handler
+        return self._register("audio", "on_audio", handler, background)
+
+    def _register(self, kind: str, decorator: str, handler: H | None, background: bool) -> Any:
+        self._check_handlers_open(decorator)
+
+        def register(handler: H) -> H:
+            setattr(self.handlers, kind, handler)
+            (self.handlers.background.add if background else self.handlers.background.discard)(kind)
+            return handler
+
+        return register if handler is None else register(handler)
 
     # -- routes -------------------------------------------------------------------------------------
     def _view(self, kind: str, parse: Parse) -> Callable[[], Response]:
@@ -113,6 +140,7 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
             getattr(self.handlers, kind),
             Delivery(kind, uid, body, signature),
             lambda ids: parse(req, uid, body, ids),
+            kind in self.handlers.background,
         )
 
 
@@ -142,7 +170,12 @@ def _set_up_app(state: BlueprintSetupState) -> None:
         "OMI's retries and replays can run a handler once per process",
         is_per_process(ledger),
     )
-    state.app.extensions["omi_webhooks"] = WebhookState(endpoint_prefix=prefix, ledger=ledger, notice=notice)
+    replays = in_process_replay_store() if state.app.config["OMI_WEBHOOK_DEDUP"] is True else ledger
+    webhook_state = WebhookState(prefix, ledger, replays, notice=notice)
+    handlers = getattr(state.blueprint, "handlers", None)
+    if isinstance(handlers, WebhookHandlers) and handlers.background:
+        webhook_state.task = register_task(cast(Flask, state.app), handlers, prefix)
+    state.app.extensions["omi_webhooks"] = webhook_state
 
 
 AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
@@ -233,6 +266,7 @@ def _dispatch(
     handler: Handler | None,
     delivery: Delivery,
     parse: Callable[[dict[str, Any]], Any],
+    background: bool = False,
 ) -> Response:
     kind = delivery.kind
     if handler is None:
@@ -243,12 +277,13 @@ def _dispatch(
     state: WebhookState = app.extensions["omi_webhooks"]
     ledger = state.ledger
     if ledger is None or (idempotency_key is None and delivery.signature is None):
-        return _run(app, handler, kind, event)
+        return _enqueue(app, state, delivery, event, None) if background else _run(app, handler, kind, event)
     if state.notice is not None:
         state.notice.check(req.environ.get("wsgi.multiprocess"), logger)
     try:
         admission = admit(
             ledger,
+            state.replays or ledger,
             kind=kind,
             uid=delivery.uid,
             body=delivery.body,
@@ -268,10 +303,15 @@ def _dispatch(
     if admission.verdict == "replayed":
         logger.warning("OMI %s webhook refused: replayed (a signature already used)", kind)
         return _answer(409, error="replayed", error_description="This delivery was already received.")
-    response = _run(app, handler, kind, event)
+    if background:
+        dedup_key = next((key for key in admission.claimed if not key.startswith("signature:")), None)
+        response = _enqueue(app, state, delivery, event, dedup_key)
+    else:
+        response = _run(app, handler, kind, event)
     try:
         settle(
             ledger,
+            state.replays or ledger,
             admission,
             failed=response.status_code >= 500,
             ttl=int(app.config["OMI_WEBHOOK_DEDUP_TTL"]),
@@ -279,6 +319,23 @@ def _dispatch(
     except Exception as error:
         logger.error("OMI %s webhook: could not record the delivery (%r)", kind, error)
     return response
+
+
+def _enqueue(
+    app: Flask, state: WebhookState, delivery: Delivery, event: Any, dedup_key: str | None
+) -> Response:
+    """Hand a checked delivery to a Celery worker; a broker that cannot take it is a 503, which
+    OMI retries (and the delivery's claims are released, so that the retry enqueues it)."""
+    kind = delivery.kind
+    try:
+        state.task.apply_async(
+            args=(message_for(kind, delivery.uid, delivery.body, event),),
+            task_id=task_id(kind, dedup_key),
+        )
+    except Exception as error:
+        logger.error("OMI %s webhook: could not queue the delivery (%r); OMI will retry", kind, error)
+        return _answer(503, error="queue_unavailable", error_description="Please retry this delivery.")
+    return app.response_class(_EMPTY_ANSWER, mimetype="application/json")
 
 
 def _run(app: Flask, handler: Handler, kind: str, event: Any) -> Response:

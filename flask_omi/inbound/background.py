@@ -1,0 +1,185 @@
+"""Webhook handlers that run on Celery workers instead of inside the web request.
+
+OMI waits 30 s for an answer and a handler that calls a language model takes seconds: run inside
+the request, it holds a web worker for all of it. With ``background=True`` the receiver does what
+it always does (size, signature, uid, payload, de-duplication), then puts the checked delivery on
+Celery's queue and answers ``{}`` at once; a worker types it again and runs the handler in an app
+context.
+
+What makes "one run per delivery" hold when OMI retries and Celery redelivers:
+
+- the receiver's de-duplication (``OMI_WEBHOOK_DEDUP``) enqueues one task per delivery, and the
+  task's id comes from the delivery's de-duplication key;
+- the task is acknowledged late (``acks_late``, ``reject_on_worker_lost``), so a worker killed in
+  the middle loses nothing: the broker hands the message out again;
+- every run first claims ``run:{task id}`` in the same store, leased for the task's time limit
+  plus :data:`LEASE_MARGIN` seconds. A message handed out again while its run is alive waits
+  (retried later); one whose run finished is dropped; one whose worker died runs once its lease
+  expires. A run never outlives its lease, because the task's hard time limit is the lease's.
+
+A handler that raises is retried with exponential backoff (2, 4, 8, ... seconds, at most
+``OMI_WEBHOOK_TASK_RETRIES`` times); the last failure is logged as an error. A background handler
+cannot answer OMI, whose request is long over: returning anything (a message, :class:`Notify`) is
+refused with :class:`BackgroundAnswerError`, logged, and not retried. Such a handler notifies the
+user itself, with ``omi_client().send_notification(...)``.
+
+Celery is imported only by apps that declare a background handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app, has_app_context
+
+from ..errors import OmiConfigError
+from ..stores import KeyStore
+from .payloads import AudioChunk, ConversationCreated, TranscriptBatch
+from .request import json_body
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookHandlers
+
+logger = logging.getLogger("flask_omi.webhooks")
+
+#: Seconds a run's claim outlives the task's time limit, so that a worker's clock, Celery's
+#: bookkeeping and the store's expiry never let two runs overlap.
+LEASE_MARGIN = 5
+#: The first retry's delay in seconds; each later one doubles it.
+RETRY_DELAY = 2
+#: The longest delay between two retries, in seconds.
+MAX_RETRY_DELAY = 300
+
+
+class BackgroundAnswerError(TypeError):
+    """A background handler returned an answer for OMI, which nobody is waiting for any more."""
+
+
+def task_name(endpoint_prefix: str) -> str:
+    """The Celery task that runs the background handlers of one registered ``OmiWebhooks``."""
+    return f"flask_omi.webhooks.{endpoint_prefix}"
+
+
+def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -> Any:
+    """Declare this app's background task on the Celery app of Flask's pattern
+    (``app.extensions["celery"]``); every process that makes the app (web and worker) does so."""
+    celery = app.extensions.get("celery")
+    if celery is None or not callable(getattr(celery, "task", None)):
+        raise OmiConfigError(
+            "A webhook handler has background=True but this app has no Celery app: create it first "
+            "(Flask's pattern, celery_init_app(app), sets app.extensions['celery']), then register "
+            "the OmiWebhooks blueprint. See the deployment guide."
+        )
+    time_limit = int(app.config["OMI_WEBHOOK_TASK_TIME_LIMIT"])
+
+    @celery.task(  # type: ignore[untyped-decorator]
+        name=task_name(endpoint_prefix),
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        max_retries=None,  # counted by this module (failures), not by Celery's redeliveries
+        time_limit=time_limit,
+        soft_time_limit=max(1, time_limit - 1),
+    )
+    def run_webhook(task: Any, message: dict[str, Any], failures: int = 0) -> None:
+        if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+            run(app, handlers, task, message, failures)
+        else:
+            with app.app_context():
+                run(app, handlers, task, message, failures)
+
+    return run_webhook
+
+
+def task_id(kind: str, dedup_key: str | None) -> str:
+    """The task's id: from the delivery's de-duplication key when it has one (so that the same
+    delivery is the same task, wherever it was received), else new."""
+    if dedup_key is None:
+        return f"omi-{kind}-{uuid.uuid4().hex}"
+    return f"omi-{kind}-{hashlib.sha256(dedup_key.encode()).hexdigest()[:40]}"
+
+
+def message_for(kind: str, uid: str, body: bytes, event: Any) -> dict[str, Any]:
+    """What goes on the queue: the checked body (JSON text, or base64 audio), never an object
+    (Celery's JSON serializer carries no classes)."""
+    message: dict[str, Any] = {
+        "kind": kind,
+        "uid": uid,
+        "delivery_id": event.delivery_id,
+        "idempotency_key": event.idempotency_key,
+    }
+    if isinstance(event, AudioChunk):
+        message.update(sample_rate=event.sample_rate, audio=base64.b64encode(event.data).decode("ascii"))
+    else:
+        message["body"] = body.decode("utf-8")
+    return message
+
+
+def event_from(message: dict[str, Any]) -> Any:
+    """The typed event a message was made from (it was checked when it was received)."""
+    kind, uid = message["kind"], message["uid"]
+    ids = {"delivery_id": message.get("delivery_id"), "idempotency_key": message.get("idempotency_key")}
+    if kind == "audio":
+        data = base64.b64decode(message["audio"])
+        return AudioChunk(uid=uid, sample_rate=int(message["sample_rate"]), data=data, **ids)
+    payload = json_body(message["body"].encode("utf-8"))
+    if kind == "conversation":
+        return ConversationCreated.from_json(uid, payload, **ids)
+    return TranscriptBatch.from_json(uid, payload, **ids)
+
+
+def run(app: Flask, handlers: WebhookHandlers, task: Any, message: dict[str, Any], failures: int) -> None:
+    """One attempt of a background delivery, guarded by its run claim."""
+    kind = message["kind"]
+    store: KeyStore | None = app.extensions["omi_webhooks"].ledger
+    lease = int(app.config["OMI_WEBHOOK_TASK_TIME_LIMIT"]) + LEASE_MARGIN
+    run_key = f"run:{task.request.id}"
+    if store is not None:
+        seen = store.claim(run_key, lease)
+        if seen == "done":
+            logger.info("OMI %s webhook (background): already run, not run again", kind)
+            return
+        if seen == "running":  # handed out again while its run is alive (or its worker just died)
+            raise task.retry(args=(message,), kwargs={"failures": failures}, countdown=max(1, lease // 4))
+    handler = getattr(handlers, kind)
+    try:
+        event = event_from(message)
+        answer = app.ensure_sync(handler)(event) if inspect.iscoroutinefunction(handler) else handler(event)
+    except Exception as error:
+        if store is not None:
+            store.abandon(run_key)
+        retries = int(app.config["OMI_WEBHOOK_TASK_RETRIES"])
+        if failures >= retries:
+            logger.error(
+                "OMI %s webhook (background): the handler failed %d times; giving up on delivery %s",
+                kind,
+                failures + 1,
+                message.get("delivery_id"),
+                exc_info=True,
+            )
+            return
+        delay = min(MAX_RETRY_DELAY, RETRY_DELAY * 2**failures)
+        logger.warning(
+            "OMI %s webhook (background): the handler failed (%s); retry %d of %d in %d s",
+            kind,
+            type(error).__name__,
+            failures + 1,
+            retries,
+            delay,
+        )
+        raise task.retry(args=(message,), kwargs={"failures": failures + 1}, countdown=delay) from error
+    if store is not None:
+        store.finish(run_key, int(app.config["OMI_WEBHOOK_DEDUP_TTL"]))
+    if answer is not None:  # after finish: the handler ran, and running it again would not help
+        raise BackgroundAnswerError(
+            f"The OMI {kind} webhook handler returned {type(answer).__name__}, but a background "
+            "handler cannot answer OMI (its request was answered when the delivery was queued), so "
+            "the answer was dropped. Notify the user from the handler instead: "
+            "omi_client().send_notification(uid, ...)."
+        )

@@ -1,0 +1,69 @@
+"""The app the background-handler tests run, in gunicorn and in Celery worker processes alike.
+
+Configured by environment: ``TEST_REDIS_URL`` (store and broker), ``TEST_TIME_LIMIT`` (the
+task's time limit), ``TEST_VISIBILITY_TIMEOUT`` (when the broker hands out a dead worker's
+message again). The handlers count what they do in Redis hashes, keyed by conversation id:
+``starts`` (a run began), ``runs`` (a run completed), ``fails`` (a run raised on purpose).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask
+from redis import Redis
+
+from example_app.celery_setup import celery_init_app
+from flask_omi import ConversationCreated, OmiWebhooks, TranscriptBatch
+
+from .processes import SECRET
+
+
+def create() -> Flask:
+    url = os.environ["TEST_REDIS_URL"]
+    counts = Redis.from_url(url, socket_timeout=5)
+    app = Flask(__name__)
+    app.config.update(
+        OMI_SIGNING_SECRET=SECRET,
+        OMI_WEBHOOK_DEDUP=Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2),
+        OMI_WEBHOOK_TASK_TIME_LIMIT=int(os.environ.get("TEST_TIME_LIMIT", "30")),
+        OMI_WEBHOOK_TASK_RETRIES=2,
+        CELERY={
+            "broker_url": url,
+            "task_ignore_result": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_timeout": 2,
+            "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+            "broker_transport_options": {
+                "visibility_timeout": int(os.environ.get("TEST_VISIBILITY_TIMEOUT", "600")),
+                "unacked_restore_interval": 1,
+                "unacked_restore_throttle": 1,
+                "socket_timeout": 5,
+            },
+        },
+    )
+    celery_init_app(app)
+    hooks = OmiWebhooks()
+
+    @hooks.on_conversation_created(background=True)
+    def conversation(event: ConversationCreated) -> None:
+        key = event.id or "?"
+        counts.hincrby("starts", key, 1)
+        time.sleep(float(event.raw.get("work_seconds", 0)))
+        if counts.hincrby("fails", key, 1) <= int(event.raw.get("fail_times", 0)):
+            raise RuntimeError("failing on purpose")
+        counts.hincrby("runs", key, 1)
+
+    @hooks.on_transcript(background=True)
+    def transcript(batch: TranscriptBatch) -> str:
+        counts.hincrby("runs", f"transcript:{batch.session_id}", 1)
+        return "a background handler cannot answer OMI"  # refused: BackgroundAnswerError
+
+    app.register_blueprint(hooks)
+    app.add_url_rule("/health", "health", lambda: "ok")
+    return app
+
+
+flask_app = create()
+celery = flask_app.extensions["celery"]

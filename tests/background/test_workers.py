@@ -1,0 +1,239 @@
+"""Background handlers with the real parts: redis-server, gunicorn and Celery worker processes.
+
+Each test asserts a promise (every delivery's handler completes exactly once; a delivery the
+app could not take is answered with a status OMI retries), never one run's timing: every wait is
+"until this is true", bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from redis import Redis
+
+from flask_omi.inbound.signing import signature_header
+
+from ..helpers import free_port
+from .processes import (
+    SECRET,
+    RedisServer,
+    redis_server,
+    started,
+    wait_for,
+    web_command,
+    worker_command,
+    worker_ready,
+)
+
+UID = "background-user"
+
+
+def conversation(**extra: Any) -> dict[str, Any]:
+    return {"id": uuid.uuid4().hex, "structured": {"title": "A walk", "overview": "We walked."}, **extra}
+
+
+def post(
+    session: requests.Session, base: str, body: dict[str, Any], key: str | None, timestamp: int | None = None
+) -> requests.Response:
+    """One attempt of an OMI conversation delivery (signed anew for each attempt, as OMI does)."""
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Omi-Signature": signature_header(SECRET, UID, raw, timestamp),
+        "X-Omi-Event": "memory_created",
+    }
+    if key is not None:
+        headers["X-Omi-Idempotency-Key"] = headers["X-Omi-Delivery"] = key
+    return session.post(f"{base}/omi/webhooks/conversation?uid={UID}", data=raw, headers=headers, timeout=30)
+
+
+def counts(redis: Redis, name: str) -> dict[str, int]:
+    return {key.decode(): int(value) for key, value in redis.hgetall(name).items()}
+
+
+def drained(redis: Redis) -> bool:
+    """Nothing waits in Celery's queue and no worker holds an unacknowledged message."""
+    return redis.llen("celery") == 0 and redis.hlen("unacked") == 0
+
+
+@pytest.fixture(scope="module")
+def redis_srv() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+def env_for(server: RedisServer, **extra: str) -> dict[str, str]:
+    return {"TEST_REDIS_URL": server.url, **extra}
+
+
+@pytest.fixture(scope="module")
+def web(redis_srv: RedisServer) -> Iterator[str]:
+    port = free_port()
+    with started(web_command(port), env_for(redis_srv)) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(base) or process.proc.poll() is not None, "gunicorn", 30)
+        assert process.proc.poll() is None, process.output()[-2000:]
+        yield base
+
+
+def _answers(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/health", timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+def test_a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_runs_it_once(
+    redis_srv: RedisServer, web: str
+) -> None:
+    """Late acknowledgement: the broker hands a dead worker's message out again; the run claim
+    (leased for the time limit) keeps a second worker from running it while the first might still
+    be, and lets it run once the lease is over."""
+    env = env_for(redis_srv, TEST_TIME_LIMIT="4", TEST_VISIBILITY_TIMEOUT="3")
+    redis = Redis.from_url(redis_srv.url)
+    body = conversation(work_seconds=2)
+    with requests.Session() as session:
+        with started(worker_command("doomed", concurrency=1), env) as doomed:
+            wait_for(lambda: worker_ready(doomed), "the first worker", 60)
+            answer = post(session, web, body, f"kill-{body['id']}")
+            assert answer.status_code == 200 and answer.json() == {}
+            wait_for(lambda: counts(redis, "starts").get(body["id"]) == 1, "the first run to start")
+            doomed.kill_hard()
+        assert counts(redis, "runs").get(body["id"]) is None  # killed before it completed
+        with started(worker_command("survivor", concurrency=1), env) as survivor:
+            wait_for(lambda: worker_ready(survivor), "the second worker", 60)
+            wait_for(lambda: counts(redis, "runs").get(body["id"]) == 1, "the run after the kill", 90)
+            wait_for(lambda: drained(redis), "the queue to drain", 60)
+    assert counts(redis, "runs")[body["id"]] == 1
+    assert counts(redis, "starts")[body["id"]] == 2  # the killed run, then the one that completed
+
+
+def test_two_instances_and_two_workers_run_each_of_1000_deliveries_once(redis_srv: RedisServer) -> None:
+    """OMI's retries included: every fifth delivery is posted again, re-signed, to the other
+    instance, as OMI does after a timeout; every handler still runs exactly once."""
+    env = env_for(redis_srv)
+    redis = Redis.from_url(redis_srv.url)
+    bodies = [conversation() for _ in range(1000)]
+    ports = [free_port(), free_port()]
+    with (
+        started(web_command(ports[0]), env) as web_a,
+        started(web_command(ports[1]), env) as web_b,
+        started(worker_command("one"), env) as one,
+        started(worker_command("two"), env) as two,
+    ):
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        for base, process in zip(bases, (web_a, web_b), strict=True):
+            wait_for(lambda b=base: _answers(b), f"gunicorn at {base}", 30)  # type: ignore[misc]
+            assert process.proc.poll() is None
+        local = [requests.Session() for _ in range(8)]
+
+        def deliver(index: int) -> list[int]:
+            session, body = local[index % 8], bodies[index]
+            key = f"load-{body['id']}"
+            statuses = [post(session, bases[index % 2], body, key).status_code]
+            if index % 5 == 0:  # OMI's retry, re-signed a second later, to the other instance
+                retry = post(session, bases[(index + 1) % 2], body, key, timestamp=_now() + 1)
+                statuses.append(retry.status_code)
+            return statuses
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(deliver, range(len(bodies))))
+        assert {status for statuses in answers for status in statuses} <= {200, 425}
+        for process in (one, two):
+            wait_for(lambda p=process: worker_ready(p), "a worker", 60)  # type: ignore[misc]
+        wait_for(lambda: redis.hlen("runs") >= 1000 and drained(redis), "1,000 runs", 240)
+        runs = counts(redis, "runs")
+        shares = [process.output().count("succeeded in") for process in (one, two)]
+        for session in local:
+            session.close()
+    assert all(runs[body["id"]] == 1 for body in bodies)
+    assert all(counts(redis, "starts")[body["id"]] == 1 for body in bodies)
+    assert sum(shares) == 1000 and min(shares) > 0  # both workers took part
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
+
+
+def test_redis_down_answers_503_which_omi_retries_and_loses_nothing(redis_srv: RedisServer) -> None:
+    """With Redis (store and broker) down, a delivery is answered 503, which OMI retries; once
+    Redis is back, OMI's retry is queued and run once."""
+    server = RedisServer()
+    server.start()
+    env = env_for(server)
+    port = free_port()
+    body = conversation()
+    key = f"down-{body['id']}"
+    try:
+        with started(web_command(port), env) as web, requests.Session() as session:
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _answers(base), "gunicorn", 30)
+            assert web.proc.poll() is None
+            server.stop()
+            answer = post(session, base, body, key)
+            assert answer.status_code == 503 and answer.json()["error"] == "dedup_unavailable"
+            server.start()  # the same port: the app's clients reconnect
+            redis = Redis.from_url(server.url)
+            assert redis.hlen("runs") == 0  # nothing ran while Redis was down
+            with started(worker_command("after"), env) as worker:
+                wait_for(lambda: worker_ready(worker), "the worker", 60)
+                retry = post(session, base, body, key, timestamp=_now() + 1)
+                assert retry.status_code == 200
+                wait_for(lambda: counts(redis, "runs").get(body["id"]) == 1 and drained(redis), "the run")
+                assert post(session, base, body, key, timestamp=_now() + 2).json() == {}  # handled
+                wait_for(lambda: drained(redis), "the queue to drain")
+            assert counts(redis, "runs") == {body["id"]: 1}
+    finally:
+        server.stop()
+
+
+def test_a_failing_handler_is_retried_with_backoff_and_at_last_given_up(
+    redis_srv: RedisServer, web: str
+) -> None:
+    """A handler that raises once runs again (after 2 s) and completes; one that keeps raising is
+    retried OMI_WEBHOOK_TASK_RETRIES (2) times, then given up with an error in the worker's log."""
+    redis = Redis.from_url(redis_srv.url)
+    flaky, broken = conversation(fail_times=1), conversation(fail_times=99)
+    with started(worker_command("retrier"), env_for(redis_srv)) as worker, requests.Session() as session:
+        wait_for(lambda: worker_ready(worker), "the worker", 60)
+        for body in (flaky, broken):
+            assert post(session, web, body, f"fail-{body['id']}").status_code == 200
+        wait_for(lambda: counts(redis, "runs").get(flaky["id"]) == 1, "the flaky handler's second run")
+        wait_for(lambda: "giving up on delivery" in worker.output(), "the last failure to be logged", 90)
+        wait_for(lambda: drained(redis), "the queue to drain")
+        log = worker.output()
+    assert counts(redis, "starts")[flaky["id"]] == 2
+    assert counts(redis, "starts")[broken["id"]] == 3  # the first run and 2 retries
+    assert broken["id"] not in counts(redis, "runs")
+    assert "failed 3 times; giving up on delivery fail-" in log
+    assert "retry 1 of 2 in 2 s" in log and "retry 2 of 2 in 4 s" in log
+
+
+def test_a_background_handler_that_answers_is_refused_with_a_clear_error(
+    redis_srv: RedisServer, web: str
+) -> None:
+    """OMI's request was answered when the delivery was queued: the handler's answer cannot reach
+    anyone, so it is refused loudly (and the handler is not run again)."""
+    redis = Redis.from_url(redis_srv.url)
+    session_id = uuid.uuid4().hex
+    raw = json.dumps({"session_id": session_id, "segments": [{"text": "hello"}]}).encode()
+    headers = {"Content-Type": "application/json", "X-Omi-Signature": signature_header(SECRET, UID, raw)}
+    with started(worker_command("answerer"), env_for(redis_srv)) as worker:
+        wait_for(lambda: worker_ready(worker), "the worker", 60)
+        answer = requests.post(
+            f"{web}/omi/webhooks/transcript?uid={UID}", data=raw, headers=headers, timeout=30
+        )
+        assert answer.status_code == 200 and answer.json() == {}  # answered at once, nothing to say
+        wait_for(lambda: "BackgroundAnswerError" in worker.output(), "the refusal in the worker's log")
+        wait_for(lambda: drained(redis), "the queue to drain")
+        log = worker.output()
+    assert counts(redis, "runs")[f"transcript:{session_id}"] == 1
+    assert "a background handler cannot answer OMI" in log and "send_notification" in log
