@@ -3,7 +3,7 @@
 ``Procfile`` (beside this package) runs it; the test suite runs the Procfile's own commands::
 
     web: gunicorn example_app.production:app
-    worker: celery --app example_app.production worker
+    worker: celery --app example_app.production:celery worker
 
 Everything is read from the environment: ``REDIS_URL`` (sessions' state registry, de-duplication,
 tool-call replay refusal, and Celery's broker), ``SECRET_KEY`` (the same on every instance),

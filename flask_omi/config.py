@@ -87,7 +87,7 @@ DESCRIPTIONS: dict[str, str] = {
     "OMI_WEBHOOK_MAX_BYTES": "Largest webhook body accepted.",
     "OMI_WEBHOOK_TOLERANCE": "Seconds a signature's timestamp may be off.",
     "OMI_WEBHOOK_DEDUP": "Where deliveries and used signatures are remembered (a store).",
-    "OMI_WEBHOOK_TASK_RETRIES": "Retries of a failing background handler, with backoff, before it is given up.",
+    "OMI_WEBHOOK_TASK_RETRIES": "Retries of a failing background handler, with backoff.",
     "OMI_WEBHOOK_TASK_TIME_LIMIT": "Seconds a background handler may run before its worker stops it.",
     "OMI_WEBHOOK_DEDUP_TTL": "Seconds a handled delivery is remembered (OMI retries for up to 2 h 15 min).",
     "OMI_TOOLS_SECRET": "The 0.2 name of OMI_SIGNING_SECRET for tool calls; warns.",

@@ -113,7 +113,13 @@ def started(command: list[str] | str, env: dict[str, str]) -> Iterator[Process]:
         shell=isinstance(command, str),
         executable="/bin/bash" if isinstance(command, str) else None,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        # As in an activated virtualenv: the Procfile's commands find gunicorn and celery on PATH.
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT),
+            **env,
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

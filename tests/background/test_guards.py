@@ -1,0 +1,225 @@
+"""The receiving side of background handlers, and the guards bounded by time, in one process.
+
+Celery is real here (its app, its task, its publisher); only the broker is missing where a test
+says so. The Redis tests run a real redis-server and count the commands it executed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from flask import Flask
+from redis import Redis
+
+from flask_omi import ConversationCreated, OmiConfigError, OmiWebhooks
+from flask_omi.inbound.background import event_from, message_for, task_name
+from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
+from flask_omi.inbound.payloads import AudioChunk
+from flask_omi.inbound.signing import signature_header
+from flask_omi.stores import MemoryStore, RedisStore
+
+from ..helpers import assert_refused, free_port
+from .processes import SECRET, RedisServer, redis_server
+
+UID = "guard-user"
+
+
+def app_with(celery: Celery | None, **config: Any) -> tuple[Flask, list[Any]]:
+    ran: list[Any] = []
+    app = Flask(__name__)
+    app.config.update(OMI_SIGNING_SECRET=SECRET, **config)
+    if celery is not None:
+        app.extensions["celery"] = celery
+    hooks = OmiWebhooks()
+
+    @hooks.on_conversation_created(background=True)
+    def conversation(event: ConversationCreated) -> None:
+        ran.append(event)
+
+    app.register_blueprint(hooks)
+    return app, ran
+
+
+def delivery(client: Any, body: dict[str, Any], key: str | None = "k1", timestamp: int | None = None) -> Any:
+    raw = json.dumps(body).encode()
+    headers = {"X-Omi-Signature": signature_header(SECRET, UID, raw, timestamp)}
+    if key:
+        headers["X-Omi-Idempotency-Key"] = key
+    return client.post(f"/omi/webhooks/conversation?uid={UID}", data=raw, headers=headers)
+
+
+def test_a_background_handler_needs_a_celery_app_registered_first() -> None:
+    with pytest.raises(OmiConfigError, match=r"no Celery app.*celery_init_app"):
+        app_with(None)
+
+
+def test_both_decorator_forms_register_and_only_background_kinds_get_a_task() -> None:
+    hooks = OmiWebhooks()
+
+    @hooks.on_transcript
+    def inline(batch: Any) -> None: ...
+
+    @hooks.on_conversation_created(background=True)
+    def later(event: Any) -> None: ...
+
+    assert hooks.handlers.transcript is inline and hooks.handlers.conversation is later
+    assert hooks.handlers.background == {"conversation"}
+    celery = Celery("forms", set_as_current=False)
+    app = Flask(__name__)
+    app.extensions["celery"] = celery
+    app.register_blueprint(hooks)
+    assert task_name("omi_webhooks") in celery.tasks
+
+
+def test_eager_celery_runs_the_handler_with_the_event_it_was_given() -> None:
+    """With Celery's eager mode (for tests), the task runs in the request: the typed event the
+    worker rebuilds from the queued message equals the one the receiver checked."""
+    celery = Celery("eager", set_as_current=False)
+    celery.conf.task_always_eager = True
+    app, ran = app_with(celery)
+    body = {"id": "c1", "structured": {"title": "Tea"}, "transcript_segments": [{"text": "hi"}]}
+    answer = delivery(app.test_client(), body)
+    assert answer.status_code == 200 and answer.get_json() == {}
+    (event,) = ran
+    assert event == ConversationCreated.from_json(UID, body, delivery_id=None, idempotency_key="k1")
+
+
+def test_audio_travels_through_the_queue_unchanged() -> None:
+    chunk = AudioChunk(
+        uid=UID, sample_rate=16000, data=bytes(range(256)) * 2, delivery_id="d", idempotency_key=None
+    )
+    assert event_from(json.loads(json.dumps(message_for("audio", UID, chunk.data, chunk)))) == chunk
+
+
+def test_a_broker_that_cannot_take_the_delivery_is_a_503_and_nothing_is_recorded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OMI retries a 503; the delivery's claims are released, so the retry is queued, not taken
+    for already handled."""
+    celery = Celery("down", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
+    celery.conf.update(broker_connection_timeout=1, task_publish_retry=False, broker_connection_retry=False)
+    app, ran = app_with(celery)
+    client = app.test_client()
+    body = {"id": "c2"}
+    with caplog.at_level(logging.ERROR, logger="flask_omi.webhooks"):
+        assert_refused(delivery(client, body, timestamp=int(time.time()) - 1), 503, "Please retry")
+        # OMI's retry, re-signed: refused again the same way, not answered 200 "already handled".
+        assert_refused(delivery(client, body), 503, "Please retry")
+    assert "could not queue the delivery" in caplog.text and ran == []
+
+
+# -- guards bounded by time ------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_in_process_ledger_remembers_a_delivery_for_omis_retry_horizon_whatever_else_arrives() -> None:
+    """In 0.2 it forgot a handled delivery after 10,000 others, and OMI's retry then ran the
+    handler a second time. Now it keeps it until the horizon has passed."""
+    clock = Clock()
+    ledger = MemoryStore(DEDUP_MAX_ENTRIES, when_full="refuse", clock=clock)
+    assert ledger.claim("first", 60) == "new"
+    ledger.finish("first", RETRY_HORIZON)
+    for number in range(50_000):  # five times the old bound, all within the horizon
+        ledger.claim(f"other-{number}", 60)
+        ledger.finish(f"other-{number}", RETRY_HORIZON)
+    clock.now += RETRY_HORIZON - 1
+    assert ledger.claim("first", 60) == "done"
+    clock.now += 2
+    assert ledger.claim("first", 60) == "new"
+
+
+def test_a_full_in_process_ledger_refuses_with_a_status_omi_retries_instead_of_forgetting() -> None:
+    from flask_omi.stores import MemoryStore as Store
+
+    app = Flask(__name__)
+    # Room for one delivery: its idempotency key and its signature.
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=Store(2, when_full="refuse"))
+    ran: list[Any] = []
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(ran.append)
+    app.register_blueprint(hooks)
+    client = app.test_client()
+    assert delivery(client, {"id": "a"}, key="a").status_code == 200
+    assert_refused(delivery(client, {"id": "b"}, key="b"), 503, "Please retry")
+    # OMI's retry of the handled delivery, re-signed: still known, not run again.
+    assert delivery(client, {"id": "a"}, key="a", timestamp=int(time.time()) - 1).get_json() == {}
+    assert [event.id for event in ran] == ["a"]
+
+
+def test_the_default_keeps_signatures_apart_from_deliveries() -> None:
+    """A burst of signed live transcripts (never retried by OMI) cannot push handled
+    conversation deliveries out: they are kept in stores of their own."""
+    app = Flask(__name__)
+    app.config.update(OMI_SIGNING_SECRET=SECRET)
+    app.register_blueprint(OmiWebhooks())
+    state = app.extensions["omi_webhooks"]
+    assert isinstance(state.ledger, MemoryStore) and isinstance(state.replays, MemoryStore)
+    assert state.ledger is not state.replays
+    assert app.config["OMI_WEBHOOK_DEDUP_TTL"] == RETRY_HORIZON == 10_800
+
+
+# -- Redis: one round trip per check ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_srv() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+class Counting(Redis):
+    """A real client that notes each command it sends: one command, one round trip."""
+
+    sent: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]).upper())
+        return super().execute_command(*args, **options)
+
+
+def test_a_delivery_costs_one_round_trip_to_admit_and_one_to_record(redis_srv: RedisServer) -> None:
+    """The idempotency key and the signature are claimed together by one script (EVALSHA),
+    then the delivery is recorded as done (SET): two commands, where 0.2 sent three."""
+    redis = Counting.from_url(redis_srv.url)
+    redis.sent = []
+    app = Flask(__name__)
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=redis)
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda event: None)
+    app.register_blueprint(hooks)
+    client = app.test_client()
+    delivery(client, {"id": "warm"}, key="warm")  # loads the script once (EVALSHA, then EVAL)
+    redis.sent.clear()
+    assert delivery(client, {"id": "c3"}, key="c3").status_code == 200
+    assert redis.sent == ["EVALSHA", "SET"]
+    redis.sent.clear()
+    assert delivery(client, {"id": "c3"}, key="c3", timestamp=int(time.time()) - 1).get_json() == {}
+    assert redis.sent == ["EVALSHA"]  # OMI's retry: known in one round trip
+
+
+def test_claims_in_redis_are_all_or_nothing_and_a_clients_own_retry_is_not_a_replay(
+    redis_srv: RedisServer,
+) -> None:
+    store = RedisStore(Redis.from_url(redis_srv.url), prefix="together:")
+    assert store.claim_all([("a", 60), ("b", 60)]) == (-1, "new")
+    other = RedisStore(Redis.from_url(redis_srv.url), prefix="together:")
+    assert other.claim_all([("c", 60), ("b", 60)]) == (1, "running")
+    assert other.claim("c", 60) == "new"  # released when b was found taken
+    store.finish("a", 60)
+    assert other.claim_all([("a", 60)]) == (0, "done")
+    # The script run twice with one value (a client retrying a command whose answer was lost).
+    script = Redis.from_url(redis_srv.url).register_script(
+        __import__("flask_omi.stores", fromlist=["_CLAIM_SCRIPT"])._CLAIM_SCRIPT
+    )
+    assert script(keys=["together:d"], args=[b"running:mine", 60]) == [0]
+    assert script(keys=["together:d"], args=[b"running:mine", 60]) == [0]
+    assert script(keys=["together:d"], args=[b"running:other", 60])[0] == 1
