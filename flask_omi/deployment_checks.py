@@ -40,8 +40,25 @@ def inbound_findings(app: Flask, local: bool) -> list[Finding]:
         )
     found.extend(_receiver("omi_webhooks", "webhooks", "OMI_WEBHOOK_SECRET", "OMI_WEBHOOK_DEDUP", app))
     found.extend(_receiver("omi_tools", "tool calls", "OMI_TOOLS_SECRET", "OMI_TOOLS_DEDUP", app))
+    found.extend(_background(app))
     found.extend(_remember_cookie(app, local))
     return found
+
+
+def _background(app: Flask) -> list[Finding]:
+    """Background handlers run in Celery's worker processes, never the web process: their run
+    claims must be in a store those processes share, whatever OMI_SINGLE_PROCESS says."""
+    state = app.extensions.get("omi_webhooks")
+    if state is None or state.task is None or not is_per_process(state.ledger):
+        return []
+    return [
+        Finding(
+            True,
+            "A webhook handler has background=True but OMI_WEBHOOK_DEDUP is kept in each process: the "
+            "web process and the Celery workers cannot see each other's claims, so OMI's retries and "
+            "Celery's redeliveries run the handler again. Set OMI_WEBHOOK_DEDUP to the app's Redis client.",
+        )
+    ]
 
 
 def _api_base(config: Any) -> list[Finding]:

@@ -17,7 +17,7 @@ from celery import Celery
 from flask import Flask
 from redis import Redis
 
-from flask_omi import ConversationCreated, OmiConfigError, OmiWebhooks
+from flask_omi import ConversationCreated, OmiBlueprint, OmiConfigError, OmiWebhooks
 from flask_omi.inbound.background import event_from, message_for, task_name
 from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
 from flask_omi.inbound.payloads import AudioChunk
@@ -223,3 +223,14 @@ def test_claims_in_redis_are_all_or_nothing_and_a_clients_own_retry_is_not_a_rep
     assert script(keys=["together:d"], args=[b"running:mine", 60]) == [0]
     assert script(keys=["together:d"], args=[b"running:mine", 60]) == [0]
     assert script(keys=["together:d"], args=[b"running:other", 60])[0] == 1
+
+
+def test_flask_omi_check_fails_background_handlers_without_a_shared_store() -> None:
+    """The workers are other processes than the web one, even when OMI_SINGLE_PROCESS is set:
+    their run claims must be in Redis."""
+    celery = Celery("check", set_as_current=False)
+    app, _ = app_with(celery, OMI_SINGLE_PROCESS=True, SECRET_KEY="x" * 40, OMI_APP_ID="check-app")
+    app.register_blueprint(OmiBlueprint())  # the one that brings `flask omi`
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 1
+    assert "background=True but OMI_WEBHOOK_DEDUP is kept in each process" in result.output
