@@ -32,8 +32,16 @@ SIGNED_VARIANTS = (
 
 
 def _serve(variant: str | None, n: int) -> None:
-    from . import requests_cost, signed_calls
+    from . import inbound_calls, requests_cost, signed_calls
 
+    if variant in inbound_calls.VARIANTS or variant == "-inbound":
+        # As below: every run builds every variant and serves each the same warm-up.
+        made = inbound_calls.callers(calls=n + 50)
+        for run in made.values():
+            run(50)
+        if variant in made:
+            made[variant](n)
+        return
     if variant in SIGNED_VARIANTS or variant == "-signed":
         # Every run builds every variant and signs the same number of calls for each, so a
         # variant's count differs from the baseline's only by the calls themselves.
@@ -78,7 +86,16 @@ def per_request(n: int = 1000, variants: tuple[str, ...] = VARIANTS) -> dict[str
     """Instructions per request for each variant, or None when valgrind is not installed."""
     if shutil.which("valgrind") is None:
         return None
-    baseline = _count("-signed" if variants == SIGNED_VARIANTS else None, n)
+    from .inbound_calls import VARIANTS as INBOUND_VARIANTS
+
+    group = (
+        "-signed"
+        if variants == SIGNED_VARIANTS
+        else "-inbound"
+        if set(variants) <= set(INBOUND_VARIANTS)
+        else None
+    )
+    baseline = _count(group, n)
     return {variant: (_count(variant, n) - baseline) / n for variant in variants}
 
 

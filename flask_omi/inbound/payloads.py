@@ -7,9 +7,10 @@ optional fields become None or empty. A body of the wrong shape raises ``Inbound
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..errors import InboundPayloadError
 
@@ -143,6 +144,60 @@ class TranscriptSegment:
         )
 
 
+class Segments(Sequence[TranscriptSegment]):
+    """A delivery's transcript segments, typed when first read.
+
+    A live transcript arrives every few seconds per user with up to hundreds of segments, and many
+    handlers read none of them (they queue the batch, or look at the session only): typing every
+    segment up front cost more than parsing the JSON. So a live transcript's list is checked when
+    the delivery arrives, and its segments when they are first read: one of the wrong shape then
+    raises :class:`~flask_omi.InboundPayloadError`, which the receiver answers 400 (the handler has
+    begun by then). A conversation's segments, and a queued delivery's, are checked on arrival.
+    Compares equal to any sequence of the same segments.
+    """
+
+    __slots__ = ("_raw", "_typed")
+    _raw: list[Any]
+    _typed: list[TranscriptSegment] | None
+
+    def __init__(self, raw: list[Any]) -> None:
+        self._raw, self._typed = raw, None
+
+    def typed(self) -> list[TranscriptSegment]:
+        """Every segment, typed now (and once)."""
+        if self._typed is None:
+            self._typed = [TranscriptSegment.from_json(item) for item in self._raw]
+        return self._typed
+
+    @overload
+    def __getitem__(self, index: int) -> TranscriptSegment: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TranscriptSegment]: ...
+    def __getitem__(self, index: int | slice) -> TranscriptSegment | list[TranscriptSegment]:
+        return self.typed()[index]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[TranscriptSegment]:
+        return iter(self.typed())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Segments, list, tuple)):
+            return self.typed() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self.typed())
+
+
+def _checked(segments: Segments) -> Segments:
+    segments.typed()
+    return segments
+
+
 @dataclass(frozen=True)
 class Structured:
     title: str
@@ -178,7 +233,7 @@ class ConversationCreated:
     started_at: datetime | None
     finished_at: datetime | None
     structured: Structured
-    transcript_segments: list[TranscriptSegment]
+    transcript_segments: Segments
     language: str | None
     status: str | None
     raw: dict[str, Any] = field(repr=False)
@@ -200,7 +255,8 @@ class ConversationCreated:
             started_at=_datetime(data, "started_at"),
             finished_at=_datetime(data, "finished_at"),
             structured=Structured.from_json(data.get("structured")),
-            transcript_segments=[TranscriptSegment.from_json(s) for s in _list(data, "transcript_segments")],
+            # A conversation arrives once: its segments are checked now, before the handler runs.
+            transcript_segments=_checked(Segments(_list(data, "transcript_segments"))),
             language=_str(data, "language"),
             status=_str(data, "status"),
             raw=data,
@@ -215,7 +271,7 @@ class TranscriptBatch:
 
     uid: str
     session_id: str | None
-    segments: list[TranscriptSegment]
+    segments: Segments
     raw: dict[str, Any] = field(repr=False)
     delivery_id: str | None = None
     idempotency_key: str | None = None
@@ -233,7 +289,7 @@ class TranscriptBatch:
             {
                 "uid": uid,
                 "session_id": _str(data, "session_id"),
-                "segments": [TranscriptSegment.from_json(s) for s in _list(data, "segments")],
+                "segments": Segments(_list(data, "segments")),
                 "raw": data,
                 "delivery_id": delivery_id,
                 "idempotency_key": idempotency_key,

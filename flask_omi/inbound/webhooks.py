@@ -274,6 +274,10 @@ def _dispatch(
     delivery_id = delivery_header(req, DELIVERY_HEADER)
     idempotency_key = delivery_header(req, IDEMPOTENCY_HEADER)
     event = parse({"delivery_id": delivery_id, "idempotency_key": idempotency_key})
+    if background:  # segments are typed when read (payloads.Segments): a queued delivery is checked whole
+        for segments in (getattr(event, "segments", None), getattr(event, "transcript_segments", None)):
+            if segments is not None:
+                segments.typed()
     state: WebhookState = app.extensions["omi_webhooks"]
     ledger = state.ledger
     if ledger is None or (idempotency_key is None and delivery.signature is None):
@@ -342,6 +346,8 @@ def _run(app: Flask, handler: Handler, kind: str, event: Any) -> Response:
     """Run the handler; a crash is a 500 without details, which OMI retries."""
     try:
         message = app.ensure_sync(handler)(event) if inspect.iscoroutinefunction(handler) else handler(event)
+    except InboundPayloadError as error:  # a segment of the wrong shape, found when it was read
+        return _render_error(error)
     except Exception:
         logger.exception("OMI %s webhook handler failed", kind)
         return _answer(

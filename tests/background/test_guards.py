@@ -15,12 +15,15 @@ from typing import Any
 import pytest
 from celery import Celery
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import Redis
 
 from flask_omi import ConversationCreated, OmiBlueprint, OmiConfigError, OmiWebhooks
 from flask_omi.inbound.background import event_from, message_for, task_name
 from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
 from flask_omi.inbound.payloads import AudioChunk
+from flask_omi.inbound.request import _nesting_exceeds
 from flask_omi.inbound.signing import signature_header
 from flask_omi.stores import MemoryStore, RedisStore
 
@@ -234,3 +237,76 @@ def test_flask_omi_check_fails_background_handlers_without_a_shared_store() -> N
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
     assert result.exit_code == 1
     assert "background=True but OMI_WEBHOOK_DEDUP is kept in each process" in result.output
+
+
+# -- what a live transcript costs: the nesting check and segments typed when read -------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n', max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet='[]{"\\k', max_size=3), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_values, wrap=st.integers(0, 8), limit=st.integers(0, 6))
+def test_the_nesting_check_agrees_with_the_parsed_depth(value: Any, wrap: int, limit: int) -> None:
+    """Brackets, quotes and backslashes inside strings included: the fast check says "too deep"
+    exactly when the parsed JSON nests deeper than the limit."""
+    for _ in range(wrap):
+        value = [value]
+    body = json.dumps(value).encode()
+    assert _nesting_exceeds(body, limit) == (depth(value) > limit)
+
+
+def live_app(read: bool) -> tuple[Flask, list[Any]]:
+    seen: list[Any] = []
+    app = Flask(__name__)
+    hooks = OmiWebhooks()
+
+    @hooks.on_transcript
+    def transcript(batch: Any) -> None:
+        seen.append(batch.session_id)
+        if read:
+            seen.extend(segment.text for segment in batch.segments)
+
+    app.register_blueprint(hooks)
+    return app, seen
+
+
+def test_a_live_transcripts_segments_are_typed_when_read_and_a_bad_one_is_a_400() -> None:
+    bad = {"session_id": "s1", "segments": [{"text": "fine"}, {"text": 5}]}
+    app, seen = live_app(read=False)
+    assert app.test_client().post("/omi/webhooks/transcript?uid=u1", json=bad).status_code == 200
+    assert seen == ["s1"]  # the handler never read the segments: nothing was typed
+    app, seen = live_app(read=True)
+    answer = app.test_client().post("/omi/webhooks/transcript?uid=u1", json=bad)
+    assert answer.status_code == 400 and answer.get_json()["error"] == "payload_invalid"
+    assert "'text' must be a string" in answer.get_json()["error_description"]
+    good = {"session_id": "s2", "segments": [{"text": "one"}, {"text": "two"}]}
+    assert app.test_client().post("/omi/webhooks/transcript?uid=u1", json=good).status_code == 200
+    assert seen[-3:] == ["s2", "one", "two"]
+
+
+def test_a_queued_delivery_is_checked_whole_before_it_is_queued() -> None:
+    celery = Celery("whole", set_as_current=False)
+    celery.conf.task_always_eager = True
+    app = Flask(__name__)
+    app.extensions["celery"] = celery
+    hooks = OmiWebhooks()
+    ran: list[Any] = []
+    hooks.on_transcript(ran.append, background=True)
+    app.register_blueprint(hooks)
+    bad = {"session_id": "s1", "segments": [{"text": 5}]}
+    answer = app.test_client().post("/omi/webhooks/transcript?uid=u1", json=bad)
+    assert answer.status_code == 400 and answer.get_json()["error"] == "payload_invalid" and ran == []

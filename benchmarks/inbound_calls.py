@@ -1,0 +1,175 @@
+"""Per-delivery cost of every signed webhook OMI sends, against a bare JSON route reading the same
+body: a conversation (with de-duplication off, in process and in Redis) and live transcripts of 1
+to 500 segments. Counted in instructions (``benchmarks/instructions.py``), which repeat where
+wall time does not.
+
+Every delivery is distinct and signed before anything is counted, as OMI signs each one; the
+handlers do nothing, so what is counted is what flask-omi adds. The Redis variant needs a
+redis-server: ``BENCH_REDIS_URL`` names it (``python -m benchmarks`` starts one).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.test import EnvironBuilder
+
+from flask_omi import OmiWebhooks
+from flask_omi.inbound.signing import signature_header
+from flask_omi.testing.store import FakeOmiStore
+
+from .harness import Browser
+
+SECRET = "whsec_benchmark_secret"  # noqa: S105 (a benchmark's own)
+NOW = 1_800_000_000
+UID = "benchmark_user"
+SEGMENT_COUNTS = (1, 5, 50, 500)
+CONVERSATION_VARIANTS = (
+    "bare JSON route, conversation body (floor)",
+    "signed conversation webhook, no de-duplication",
+    "signed conversation webhook, de-duplication in process",
+    "signed conversation webhook, de-duplication in Redis",
+)
+TRANSCRIPT_VARIANTS = tuple(
+    name
+    for n in SEGMENT_COUNTS
+    for name in (
+        f"bare JSON route, {n}-segment transcript (floor)",
+        f"signed transcript webhook, {n} segments",
+    )
+)
+VARIANTS = CONVERSATION_VARIANTS + TRANSCRIPT_VARIANTS
+
+
+def conversation_body(number: int) -> bytes:
+    """A conversation as OMI sends it (the fake OMI's shape), 20 segments long."""
+    words = ["we", "talked", "about", "the", "trip", "and", "what", "to", "pack", "for", "the", "mountains"]
+    conversation = FakeOmiStore().make_conversation(" ".join(words))
+    conversation["id"] = f"conversation-{number:08d}"
+    conversation["transcript_segments"] = [
+        {"text": " ".join(words[: 4 + n % 8]), "speaker": f"SPEAKER_{n % 2}", "is_user": n % 2 == 0,
+         "start": float(n), "end": n + 0.9}
+        for n in range(20)
+    ]  # fmt: skip
+    return json.dumps(conversation, separators=(",", ":")).encode()
+
+
+def transcript_body(segments: int, number: int) -> bytes:
+    return json.dumps(
+        {
+            "session_id": f"session-{number:08d}",
+            "segments": [
+                {
+                    "text": f"segment {n} of the live transcript",
+                    "speaker": "SPEAKER_0",
+                    "is_user": True,
+                    "start": float(n),
+                    "end": n + 0.5,
+                }
+                for n in range(segments)
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _floor_app() -> Flask:
+    app = Flask("floor")
+
+    @app.post("/floor")
+    def floor() -> Any:
+        data = json.loads(request.get_data())
+        return jsonify(result=f"{len(data)} fields")
+
+    return app
+
+
+def _webhooks_app(dedup: object) -> Flask:
+    app = Flask("webhooks")
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=dedup)
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda conversation: None)
+    hooks.on_transcript(lambda batch: None)
+    app.register_blueprint(hooks)
+    app.extensions["omi_webhooks"].clock = lambda: float(NOW)
+    return app
+
+
+def _environ(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    builder = EnvironBuilder(
+        path=path, method="POST", data=body, content_type="application/json", base_url="https://app.example"
+    )
+    try:
+        env = builder.get_environ()
+    finally:
+        builder.close()
+    for name, value in headers.items():
+        env["HTTP_" + name.upper().replace("-", "_")] = value
+    env["_body"] = body
+    return env
+
+
+def _deliveries(path: str, bodies: list[bytes], durable: bool, signed: bool) -> list[dict[str, Any]]:
+    """Each delivery's WSGI environ, made (and signed) before anything is counted."""
+    made = []
+    for body in bodies:
+        headers = {"X-Omi-Event": "memory_created" if durable else "realtime_transcript"}
+        headers["X-Omi-Delivery"] = str(uuid.uuid4())
+        headers["X-Omi-Signature"] = signature_header(SECRET, UID, body, NOW) if signed else "t=0,v1=0"
+        if durable:
+            headers["X-Omi-Idempotency-Key"] = headers["X-Omi-Delivery"]
+        made.append(_environ(path, body, headers))
+    return made
+
+
+def _caller(app: Flask, environs: list[dict[str, Any]]) -> Callable[[int], None]:
+    browser, queue = Browser(app), iter(environs)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            env = dict(next(queue))
+            env["wsgi.input"] = io.BytesIO(env.pop("_body"))
+            status, _ = browser.call(env)
+            if not status.startswith("200"):
+                raise RuntimeError(f"{app.name}: {status}")
+
+    return run
+
+
+def callers(calls: int) -> dict[str, Callable[[int], None]]:
+    """Each variant, able to serve ``calls`` deliveries in all."""
+    floor = _floor_app()
+    conversations = [conversation_body(n) for n in range(calls)]
+    hook = f"/omi/webhooks/conversation?uid={UID}"
+    made = {
+        CONVERSATION_VARIANTS[0]: _caller(floor, _deliveries("/floor", conversations, True, False)),
+        CONVERSATION_VARIANTS[1]: _caller(_webhooks_app(False), _deliveries(hook, conversations, True, True)),
+        CONVERSATION_VARIANTS[2]: _caller(_webhooks_app(True), _deliveries(hook, conversations, True, True)),
+    }
+    redis_url = os.environ.get("BENCH_REDIS_URL")
+    if redis_url:
+        from redis import Redis
+
+        redis = Redis.from_url(redis_url)
+        redis.flushdb()
+        made[CONVERSATION_VARIANTS[3]] = _caller(
+            _webhooks_app(redis), _deliveries(hook, conversations, True, True)
+        )
+    default = _webhooks_app(True)
+    for n in SEGMENT_COUNTS:
+        bodies = [transcript_body(n, number) for number in range(calls)]
+        floor_name, signed_name = (
+            f"bare JSON route, {n}-segment transcript (floor)",
+            f"signed transcript webhook, {n} segments",
+        )
+        made[floor_name] = _caller(floor, _deliveries("/floor", bodies, False, False))
+        made[signed_name] = _caller(
+            default, _deliveries(f"/omi/webhooks/transcript?uid={UID}", bodies, False, True)
+        )
+    return made
