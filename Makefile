@@ -45,9 +45,10 @@ endef
 system-deps:
 	$(call apt_install,chromium:chromium redis-server:redis-server openssl:openssl)
 
-# valgrind counts instructions, openssl makes the HTTPS benchmark's certificate.
+# valgrind counts instructions, openssl makes the HTTPS benchmark's certificate, redis-server
+# backs the Redis and background-handler benchmarks.
 bench-deps:
-	$(call apt_install,valgrind:valgrind openssl:openssl)
+	$(call apt_install,valgrind:valgrind openssl:openssl redis-server:redis-server)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SRC)

@@ -7,13 +7,14 @@ medians are reported, and every claim is a ratio against a baseline measured in 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from . import instructions, network, requests_cost, signed_calls
+from . import background, inbound_calls, instructions, network, requests_cost, signed_calls
 from .harness import fmt_us, table
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -166,6 +167,12 @@ def main() -> int:
     print("measuring signed tool calls and webhooks ...", flush=True)
     sections.append(signed_section(rounds, max(300, iterations // 3)))
 
+    print("counting every signed webhook, Redis included (about fifteen minutes) ...", flush=True)
+    sections.append(inbound_section())
+
+    print("measuring a slow handler inline and in the background ...", flush=True)
+    sections.append(background_section())
+
     header = (
         "# Benchmark results\n\n"
         f"Written by `make bench` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
@@ -212,6 +219,91 @@ def signed_section(rounds: int, iterations: int) -> str:
         + table(rows, ["variant", "per call", "instructions per call"])
         + "\n\n"
         + table(ratios, ["ratio", "measured", "target", ""])
+    )
+
+
+def inbound_section() -> str:
+    """Every signed webhook OMI sends against a bare JSON route reading the same body, in
+    instructions; with de-duplication in Redis too, and the round trips each delivery costs."""
+    from tests.background.processes import redis_server
+
+    with redis_server() as server:
+        os.environ["BENCH_REDIS_URL"] = server.url
+        try:
+            counts = instructions.per_request(200, inbound_calls.VARIANTS)
+            trips = inbound_calls.round_trips(server.url)
+        finally:
+            del os.environ["BENCH_REDIS_URL"]
+    if counts is None:
+        return "## 6. Every signed webhook\n\n*valgrind is not installed: no instruction counts this run.*"
+    floor = counts[inbound_calls.CONVERSATION_VARIANTS[0]]
+    rows = [
+        (name, f"{counts[name]:,.0f}", f"{counts[name] / floor:.3f}x", "")
+        for name in inbound_calls.CONVERSATION_VARIANTS
+    ]
+    for number, name in enumerate(inbound_calls.CONVERSATION_VARIANTS[1:]):
+        in_process = "Redis" not in name
+        ratio = counts[name] / floor
+        rows[number + 1] = (
+            name,
+            f"{counts[name]:,.0f}",
+            f"{ratio:.3f}x",
+            verdict(ratio <= 1.3) if in_process else "(reported)",
+        )
+    for segments in inbound_calls.SEGMENT_COUNTS:
+        floor_name = f"bare JSON route, {segments}-segment transcript (floor)"
+        name = f"signed transcript webhook, {segments} segments"
+        ratio = counts[name] / counts[floor_name]
+        rows.append((floor_name, f"{counts[floor_name]:,.0f}", "1.000x", ""))
+        rows.append((name, f"{counts[name]:,.0f}", f"{ratio:.3f}x", verdict(ratio <= 1.3)))
+    return (
+        "## 6. Every signed webhook, against a bare JSON route reading the same body\n\n"
+        "Instructions per delivery under callgrind, over 200 deliveries, each distinct and signed before "
+        "counting; handlers do nothing. A conversation is 20 segments long (the fake OMI's shape); live "
+        "transcripts are 1 to 500 segments. Target: ≤ 1.3x the floor for every call in process. The Redis "
+        "variant runs against a local redis-server (its own work is not counted, only the app's).\n\n"
+        + table(rows, ["variant", "instructions per delivery", "vs its floor", "≤ 1.3x"])
+        + "\n\n"
+        + table([(name, n) for name, n in trips.items()], ["with OMI_WEBHOOK_DEDUP in Redis", "round trips"])
+    )
+
+
+def background_section() -> str:
+    """A handler that works 2 s: acknowledgements inline and in the background, same gunicorn."""
+    found = background.measure()
+    rows = []
+    for mode in ("inline", "background"):
+        r = found[mode]
+        rows.append((mode, f"{r['deliveries']:.0f}", f"{r['per_second']:,.1f}", f"{r['p50'] * 1e3:,.0f} ms",
+                     f"{r['p99'] * 1e3:,.0f} ms", f"{r['failures']:.0f}"))  # fmt: skip
+    ratio = found["background"]["per_second"] / found["inline"]["per_second"]
+    one = found["transcripts, one web worker"]
+    return (
+        "## 7. A slow handler (2 s of work), inline and in the background\n\n"
+        f"gunicorn with {background.WEB_WORKERS} sync workers, {background.CONCURRENCY} senders posting "
+        "signed conversation deliveries at once, de-duplication in Redis. *Inline*, each web worker "
+        "runs the handler before answering; *background*, the web worker checks, claims and queues the "
+        "delivery on Celery (Redis broker) and answers. What OMI sees is the acknowledgement: it waits "
+        "30 s and retries a delivery it got no answer for.\n\n"
+        + table(rows, ["handler", "deliveries", "acknowledged per second", "p50 wait", "p99 wait", "not 200"])
+        + "\n\n"
+        + table(
+            [
+                ("background / inline, acknowledged per second", f"{ratio:,.0f}x"),
+                ("deliveries queued for the workers", f"{found['queued']:,}"),
+                (
+                    "live transcript batches (5 segments) one web worker acknowledges per second",
+                    f"{one['per_second']:,.0f} (p99 {one['p99'] * 1e3:.0f} ms)",
+                ),
+                (
+                    f"active OMI users one web worker serves, one batch every {background.BATCH_INTERVAL:.0f} s each",
+                    f"{found['users per web worker']:,.0f}",
+                ),
+            ],
+            ["", ""],
+        )
+        + "\n\nThe workers then do the 2 s of work per delivery: one worker process handles 0.5 "
+        "deliveries a second, so they are sized by the work, while the web workers only acknowledge."
     )
 
 

@@ -173,3 +173,31 @@ def callers(calls: int) -> dict[str, Callable[[int], None]]:
             default, _deliveries(f"/omi/webhooks/transcript?uid={UID}", bodies, False, True)
         )
     return made
+
+
+def round_trips(redis_url: str) -> dict[str, int]:
+    """Commands sent to Redis per delivery (one command, one round trip), counted by the client."""
+    from redis import Redis
+
+    class Counting(Redis):
+        sent = 0
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            Counting.sent += 1
+            return super().execute_command(*args, **options)
+
+    app = _webhooks_app(Counting.from_url(redis_url))
+    hook = f"/omi/webhooks/conversation?uid={UID}"
+    first, retry = _deliveries(hook, [conversation_body(10**6)] * 2, True, True)
+    retry["HTTP_X_OMI_IDEMPOTENCY_KEY"] = first["HTTP_X_OMI_IDEMPOTENCY_KEY"]
+    retry["HTTP_X_OMI_SIGNATURE"] = signature_header(SECRET, UID, retry["_body"], NOW + 1)
+    (live,) = _deliveries(f"/omi/webhooks/transcript?uid={UID}", [transcript_body(5, 10**6)], False, True)
+    warm = _deliveries(hook, [conversation_body(10**6 + 1)], True, True)
+    counts = {}
+    for name, env in (("(warm-up)", warm[0]), ("conversation delivery", first), ("OMI's retry of it", retry),
+                      ("live transcript batch", live)):  # fmt: skip
+        before = Counting.sent
+        _caller(app, [env])(1)
+        counts[name] = Counting.sent - before
+    del counts["(warm-up)"]
+    return counts

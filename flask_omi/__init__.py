@@ -40,6 +40,7 @@ from .errors import (
     WebhookSignatureError,
 )
 from .extension import omi_client
+from .inbound.background import BackgroundAnswerError
 from .inbound.payloads import (
     AudioChunk,
     ConversationCreated,
@@ -79,6 +80,7 @@ __all__ = [
     "ANONYMOUS",
     "AnonymousOmiUser",
     "AudioChunk",
+    "BackgroundAnswerError",
     "ConversationCreated",
     "DeliveryLedger",
     "MemoryDeliveryLedger",

@@ -99,6 +99,19 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
 _PLAIN_NUMBERS = (float, int, type(None))  # type() is exact: a bool is not taken as a number
 
 
+def _is_plain_segment(value: Any) -> bool:
+    """The usual, well-formed segment: an object with a text, an optional speaker, plain numbers."""
+    if type(value) is not dict:
+        return False
+    speaker = value.get("speaker")
+    return (
+        type(value.get("text")) is str
+        and (speaker is None or type(speaker) is str)
+        and type(value.get("start")) in _PLAIN_NUMBERS
+        and type(value.get("end")) in _PLAIN_NUMBERS
+    )
+
+
 @dataclass(frozen=True)
 class TranscriptSegment:
     text: str
@@ -113,26 +126,19 @@ class TranscriptSegment:
         # Live transcripts arrive many times a minute with several segments each: the usual,
         # well-formed segment is taken in one step; anything else goes through the full checks.
         """Type one transcript segment as OMI sends it."""
-        if type(value) is dict:
-            text, speaker = value.get("text"), value.get("speaker")
+        if _is_plain_segment(value):
             start, end = value.get("start"), value.get("end")
-            if (
-                type(text) is str
-                and (speaker is None or type(speaker) is str)
-                and type(start) in _PLAIN_NUMBERS
-                and type(end) in _PLAIN_NUMBERS
-            ):
-                return fast_new(
-                    cls,
-                    {
-                        "text": text,
-                        "speaker": speaker,
-                        "is_user": bool(value.get("is_user", False)),
-                        "start": None if start is None else float(start),
-                        "end": None if end is None else float(end),
-                        "raw": value,
-                    },
-                )
+            return fast_new(
+                cls,
+                {
+                    "text": value["text"],
+                    "speaker": value.get("speaker"),
+                    "is_user": bool(value.get("is_user", False)),
+                    "start": None if start is None else float(start),
+                    "end": None if end is None else float(end),
+                    "raw": value,
+                },
+            )
         data = _object(value, "a transcript segment")
         return cls(
             text=_str(data, "text") or "",
@@ -162,6 +168,12 @@ class Segments(Sequence[TranscriptSegment]):
 
     def __init__(self, raw: list[Any]) -> None:
         self._raw, self._typed = raw, None
+
+    def check(self) -> None:
+        """Check every segment now (:class:`~flask_omi.InboundPayloadError` for a wrong shape),
+        typing only those of an unusual shape."""
+        if self._typed is None and not all(map(_is_plain_segment, self._raw)):
+            self.typed()
 
     def typed(self) -> list[TranscriptSegment]:
         """Every segment, typed now (and once)."""
@@ -194,7 +206,7 @@ class Segments(Sequence[TranscriptSegment]):
 
 
 def _checked(segments: Segments) -> Segments:
-    segments.typed()
+    segments.check()
     return segments
 
 
