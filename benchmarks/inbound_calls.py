@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 from flask_omi import OmiWebhooks
@@ -25,6 +25,7 @@ from flask_omi.inbound.signing import signature_header
 from flask_omi.testing.store import FakeOmiStore
 
 from .harness import Browser
+from .signed_calls import _floor_app
 
 SECRET = "whsec_benchmark_secret"  # noqa: S105 (a benchmark's own)
 NOW = 1_800_000_000
@@ -77,17 +78,6 @@ def transcript_body(segments: int, number: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
-
-
-def _floor_app() -> Flask:
-    app = Flask("floor")
-
-    @app.post("/floor")
-    def floor() -> Any:
-        data = json.loads(request.get_data())
-        return jsonify(result=f"{len(data)} fields")
-
-    return app
 
 
 def _webhooks_app(dedup: object) -> Flask:

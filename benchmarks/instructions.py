@@ -34,23 +34,20 @@ SIGNED_VARIANTS = (
 def _serve(variant: str | None, n: int) -> None:
     from . import inbound_calls, requests_cost, signed_calls
 
-    if variant in inbound_calls.VARIANTS or variant == "-inbound":
-        # As below: every run builds every variant and serves each the same warm-up.
-        made = inbound_calls.callers(calls=n + 50)
-        for run in made.values():
-            run(50)
-        if variant in made:
-            made[variant](n)
-        return
-    if variant in SIGNED_VARIANTS or variant == "-signed":
-        # Every run builds every variant and signs the same number of calls for each, so a
-        # variant's count differs from the baseline's only by the calls themselves.
-        callers = signed_calls.callers(calls=n + 50)
-        for run in callers.values():
-            run(50)
-        if variant in callers:
-            callers[variant](n)
-        return
+    groups = (
+        ("-inbound", inbound_calls.VARIANTS, inbound_calls.callers),
+        ("-signed", SIGNED_VARIANTS, signed_calls.callers),
+    )
+    for group, variants, make in groups:
+        if variant in variants or variant == group:
+            # Every run builds every variant of the group and serves each the same warm-up, so a
+            # variant's count differs from the baseline's only by the calls themselves.
+            made = make(n + 50)
+            for run in made.values():
+                run(50)
+            if variant in made:
+                made[variant](n)
+            return
 
     browsers = requests_cost.signed_in_browsers()
     for browser in browsers.values():  # identical warm-up in every run

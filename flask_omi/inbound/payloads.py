@@ -155,11 +155,11 @@ class Segments(Sequence[TranscriptSegment]):
 
     A live transcript arrives every few seconds per user with up to hundreds of segments, and many
     handlers read none of them (they queue the batch, or look at the session only): typing every
-    segment up front cost more than parsing the JSON. So a live transcript's list is checked when
-    the delivery arrives, and its segments when they are first read: one of the wrong shape then
-    raises :class:`~flask_omi.InboundPayloadError`, which the receiver answers 400 (the handler has
-    begun by then). A conversation's segments, and a queued delivery's, are checked on arrival.
-    Compares equal to any sequence of the same segments.
+    segment up front cost more than parsing the JSON. So the list is checked when the delivery
+    arrives, and its segments when they are first read: one of the wrong shape then raises
+    :class:`~flask_omi.InboundPayloadError`, which the receiver answers 400 (the handler has begun
+    by then). A delivery for a background handler is checked whole before it is queued. Compares
+    equal to any sequence of the same segments.
     """
 
     __slots__ = ("_raw", "_typed")
@@ -205,11 +205,6 @@ class Segments(Sequence[TranscriptSegment]):
         return repr(self.typed())
 
 
-def _checked(segments: Segments) -> Segments:
-    segments.check()
-    return segments
-
-
 @dataclass(frozen=True)
 class Structured:
     title: str
@@ -224,14 +219,17 @@ class Structured:
     def from_json(cls, value: Any) -> Structured:
         """Type a conversation's ``structured`` object (None or missing reads as empty)."""
         data = _object(value if value is not None else {}, "'structured'")
-        return cls(
-            title=_str(data, "title") or "",
-            overview=_str(data, "overview") or "",
-            emoji=_str(data, "emoji"),
-            category=_str(data, "category"),
-            action_items=_list(data, "action_items"),
-            events=_list(data, "events"),
-            raw=data,
+        return fast_new(  # as for segments: a frozen dataclass's __init__ costs a call per field
+            cls,
+            {
+                "title": _str(data, "title") or "",
+                "overview": _str(data, "overview") or "",
+                "emoji": _str(data, "emoji"),
+                "category": _str(data, "category"),
+                "action_items": _list(data, "action_items"),
+                "events": _list(data, "events"),
+                "raw": data,
+            },
         )
 
 
@@ -260,20 +258,22 @@ class ConversationCreated:
     ) -> ConversationCreated:
         """Type a ``memory_creation`` body (``InboundPayloadError`` for a wrong shape)."""
         data = _object(value, "the conversation")
-        return cls(
-            uid=uid,
-            id=_str(data, "id"),
-            created_at=_datetime(data, "created_at"),
-            started_at=_datetime(data, "started_at"),
-            finished_at=_datetime(data, "finished_at"),
-            structured=Structured.from_json(data.get("structured")),
-            # A conversation arrives once: its segments are checked now, before the handler runs.
-            transcript_segments=_checked(Segments(_list(data, "transcript_segments"))),
-            language=_str(data, "language"),
-            status=_str(data, "status"),
-            raw=data,
-            delivery_id=delivery_id,
-            idempotency_key=idempotency_key,
+        return fast_new(
+            cls,
+            {
+                "uid": uid,
+                "id": _str(data, "id"),
+                "created_at": _datetime(data, "created_at"),
+                "started_at": _datetime(data, "started_at"),
+                "finished_at": _datetime(data, "finished_at"),
+                "structured": Structured.from_json(data.get("structured")),
+                "transcript_segments": Segments(_list(data, "transcript_segments")),
+                "language": _str(data, "language"),
+                "status": _str(data, "status"),
+                "raw": data,
+                "delivery_id": delivery_id,
+                "idempotency_key": idempotency_key,
+            },
         )
 
 

@@ -7,6 +7,7 @@ returns a message or None; the answer is ``{"message": ...}`` or ``{}``, as OMI 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -277,7 +278,7 @@ def _dispatch(
     if background:  # segments are typed when read (payloads.Segments): a queued delivery is checked whole
         for segments in (getattr(event, "segments", None), getattr(event, "transcript_segments", None)):
             if segments is not None:
-                segments.typed()
+                segments.check()
     state: WebhookState = app.extensions["omi_webhooks"]
     ledger = state.ledger
     if ledger is None or (idempotency_key is None and delivery.signature is None):
@@ -342,10 +343,16 @@ def _enqueue(
     return app.response_class(_EMPTY_ANSWER, mimetype="application/json")
 
 
+@functools.cache
+def _is_async(handler: Handler) -> bool:
+    """Asked once per handler, not on every delivery."""
+    return inspect.iscoroutinefunction(handler)
+
+
 def _run(app: Flask, handler: Handler, kind: str, event: Any) -> Response:
     """Run the handler; a crash is a 500 without details, which OMI retries."""
     try:
-        message = app.ensure_sync(handler)(event) if inspect.iscoroutinefunction(handler) else handler(event)
+        message = app.ensure_sync(handler)(event) if _is_async(handler) else handler(event)
     except InboundPayloadError as error:  # a segment of the wrong shape, found when it was read
         return _render_error(error)
     except Exception:
