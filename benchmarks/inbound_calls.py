@@ -108,9 +108,9 @@ def _environ(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
 def _deliveries(path: str, bodies: list[bytes], durable: bool, signed: bool) -> list[dict[str, Any]]:
     """Each delivery's WSGI environ, made (and signed) before anything is counted."""
     made = []
-    for body in bodies:
+    for number, body in enumerate(bodies):
         headers = {"X-Omi-Event": "memory_created" if durable else "realtime_transcript"}
-        headers["X-Omi-Delivery"] = str(uuid.uuid4())
+        headers["X-Omi-Delivery"] = str(uuid.UUID(int=number + 1))  # the same in every run
         headers["X-Omi-Signature"] = signature_header(SECRET, UID, body, NOW) if signed else "t=0,v1=0"
         if durable:
             headers["X-Omi-Idempotency-Key"] = headers["X-Omi-Delivery"]
@@ -132,37 +132,50 @@ def _caller(app: Flask, environs: list[dict[str, Any]]) -> Callable[[int], None]
     return run
 
 
-def callers(calls: int) -> dict[str, Callable[[int], None]]:
-    """Each variant, able to serve ``calls`` deliveries in all."""
+def callers(calls: int, only: str | None = None) -> dict[str, Callable[[int], None]]:
+    """The variant ``only`` (every variant when None), able to serve ``calls`` deliveries in all.
+    Building one costs far more than serving it (signing hundreds of bodies): a run builds only
+    what it measures, so that the build's small variations are not charged to the requests."""
     floor = _floor_app()
-    conversations = [conversation_body(n) for n in range(calls)]
     hook = f"/omi/webhooks/conversation?uid={UID}"
-    made = {
-        CONVERSATION_VARIANTS[0]: _caller(floor, _deliveries("/floor", conversations, True, False)),
-        CONVERSATION_VARIANTS[1]: _caller(_webhooks_app(False), _deliveries(hook, conversations, True, True)),
-        CONVERSATION_VARIANTS[2]: _caller(_webhooks_app(True), _deliveries(hook, conversations, True, True)),
+    builders: dict[str, Callable[[], Callable[[int], None]]] = {
+        CONVERSATION_VARIANTS[0]: lambda: _caller(
+            floor, _deliveries("/floor", _conversations(calls), True, False)
+        ),
+        CONVERSATION_VARIANTS[1]: lambda: _caller(
+            _webhooks_app(False), _deliveries(hook, _conversations(calls), True, True)
+        ),
+        CONVERSATION_VARIANTS[2]: lambda: _caller(
+            _webhooks_app(True), _deliveries(hook, _conversations(calls), True, True)
+        ),
     }
     redis_url = os.environ.get("BENCH_REDIS_URL")
     if redis_url:
-        from redis import Redis
-
-        redis = Redis.from_url(redis_url)
-        redis.flushdb()
-        made[CONVERSATION_VARIANTS[3]] = _caller(
-            _webhooks_app(redis), _deliveries(hook, conversations, True, True)
+        builders[CONVERSATION_VARIANTS[3]] = lambda: _caller(
+            _webhooks_app(_redis(redis_url)), _deliveries(hook, _conversations(calls), True, True)
         )
-    default = _webhooks_app(True)
+    live = f"/omi/webhooks/transcript?uid={UID}"
     for n in SEGMENT_COUNTS:
-        bodies = [transcript_body(n, number) for number in range(calls)]
-        floor_name, signed_name = (
-            f"bare JSON route, {n}-segment transcript (floor)",
-            f"signed transcript webhook, {n} segments",
+        bodies = lambda n=n: [transcript_body(n, number) for number in range(calls)]  # noqa: E731
+        builders[f"bare JSON route, {n}-segment transcript (floor)"] = lambda b=bodies: _caller(
+            floor, _deliveries("/floor", b(), False, False)
         )
-        made[floor_name] = _caller(floor, _deliveries("/floor", bodies, False, False))
-        made[signed_name] = _caller(
-            default, _deliveries(f"/omi/webhooks/transcript?uid={UID}", bodies, False, True)
+        builders[f"signed transcript webhook, {n} segments"] = lambda b=bodies: _caller(
+            _webhooks_app(True), _deliveries(live, b(), False, True)
         )
-    return made
+    return {name: build() for name, build in builders.items() if only is None or name == only}
+
+
+def _conversations(calls: int) -> list[bytes]:
+    return [conversation_body(n) for n in range(calls)]
+
+
+def _redis(url: str) -> Any:
+    from redis import Redis
+
+    redis = Redis.from_url(url)
+    redis.flushdb()
+    return redis
 
 
 def round_trips(redis_url: str) -> dict[str, int]:

@@ -1,13 +1,15 @@
 """Instruction counts per request under valgrind's callgrind: repeatable where wall time is noisy.
 
-Every run builds all the apps and warms each up the same way, then serves N requests of one
-variant; a run that serves none is the baseline. Per-request instructions are
-``(count(variant, N) - count(baseline)) / N``. ``python -m benchmarks.instructions VARIANT N`` is
-the program valgrind runs.
+Every run builds the apps and warms each up the same way, then serves N requests of one variant;
+its baseline is the same run serving none. Per-request instructions are
+``(count(variant, N) - count(variant, N, serving none)) / N``: the two runs differ only by the
+requests themselves. ``python -m benchmarks.instructions VARIANT N [build-only]`` is the program
+valgrind runs.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -31,7 +33,7 @@ SIGNED_VARIANTS = (
 )
 
 
-def _serve(variant: str | None, n: int) -> None:
+def _serve(variant: str | None, n: int, serve: bool = True) -> None:
     from . import inbound_calls, requests_cost, signed_calls
 
     groups = (
@@ -42,10 +44,11 @@ def _serve(variant: str | None, n: int) -> None:
         if variant in variants or variant == group:
             # Every run builds every variant of the group and serves each the same warm-up, so a
             # variant's count differs from the baseline's only by the calls themselves.
-            made = make(n + 50)
+            made = make(n + 50, variant)
             for run in made.values():
                 run(50)
-            if variant in made:
+            _settle_heap()
+            if serve and variant in made:
                 made[variant](n)
             return
 
@@ -54,15 +57,32 @@ def _serve(variant: str | None, n: int) -> None:
         env = browser.environ("/hello")
         for _ in range(50):
             browser.call(env)
-    if variant is not None:
+    _settle_heap()
+    if serve and variant is not None:
         browser = browsers[variant]
         env = browser.environ("/hello")
         for _ in range(n):
             browser.call(env)
 
 
-def _count(variant: str | None, n: int) -> int:
-    args = [sys.executable, "-m", "benchmarks.instructions", variant or "-", str(n)]
+def _settle_heap() -> None:
+    """Collect, then freeze what the run built before serving (the prepared requests, the apps):
+    the garbage collector no longer walks it, so a variant is not charged for a heap that grows
+    with the number of requests prepared for every variant (a full collection over it cost up to
+    100,000 instructions per request, more for larger runs)."""
+    gc.collect()
+    gc.freeze()
+
+
+def _count(variant: str | None, n: int, serve: bool = True) -> int:
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        variant or "-",
+        str(n),
+        *([] if serve else ["build-only"]),
+    ]
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *args],
@@ -83,19 +103,9 @@ def per_request(n: int = 1000, variants: tuple[str, ...] = VARIANTS) -> dict[str
     """Instructions per request for each variant, or None when valgrind is not installed."""
     if shutil.which("valgrind") is None:
         return None
-    from .inbound_calls import VARIANTS as INBOUND_VARIANTS
-
-    group = (
-        "-signed"
-        if variants == SIGNED_VARIANTS
-        else "-inbound"
-        if set(variants) <= set(INBOUND_VARIANTS)
-        else None
-    )
-    baseline = _count(group, n)
-    return {variant: (_count(variant, n) - baseline) / n for variant in variants}
+    return {variant: (_count(variant, n) - _count(variant, n, serve=False)) / n for variant in variants}
 
 
 if __name__ == "__main__":
     name, count = sys.argv[1], int(sys.argv[2])
-    _serve(None if name == "-" else name, count)
+    _serve(None if name == "-" else name, count, serve=sys.argv[3:] != ["build-only"])
