@@ -204,3 +204,14 @@ def round_trips(redis_url: str) -> dict[str, int]:
         counts[name] = Counting.sent - before
     del counts["(warm-up)"]
     return counts
+
+
+def wall(rounds: int = 5, iterations: int = 60) -> dict[str, float]:
+    """Median seconds per delivery of every variant, interleaved (beside the instruction counts:
+    under valgrind, SHA-256 runs without the CPU's SHA instructions, so the signature's cost over a
+    large body counts many times what it costs on the machine)."""
+    from .harness import interleaved
+
+    return interleaved(
+        callers(iterations // 10 + rounds * iterations + 1), rounds=rounds, iterations=iterations
+    )

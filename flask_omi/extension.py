@@ -97,15 +97,29 @@ def get_extension(app: Flask | None = None) -> OmiExtension:
 _client_lock = threading.Lock()
 
 
+@dataclass
+class ApiClientSlot:
+    """Where an app without the sign-in blueprint keeps its API client
+    (``app.extensions["omi_api"]``): an app that only receives webhooks still acts through OMI's
+    API, from a background handler for one."""
+
+    client: OmiClient | None = None
+
+
 def omi_client() -> OmiClient:
     """The current app's client, built once from ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``."""
-    ext = get_extension()
-    client = ext.client
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    holder: OmiExtension | ApiClientSlot | None = app.extensions.get("omi")
+    if holder is None:
+        if "omi_webhooks" not in app.extensions and "omi_tools" not in app.extensions:
+            get_extension(app)  # raises: no flask-omi blueprint is registered, so no settings
+        holder = app.extensions.setdefault("omi_api", ApiClientSlot())
+    client = holder.client
     if client is None:
         with _client_lock:
-            client = ext.client
+            client = holder.client
             if client is None:
-                client = ext.client = build_client(current_app.config)
+                client = holder.client = build_client(app.config)
     return client
 
 

@@ -26,7 +26,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -80,7 +80,10 @@ class MemoryStore:
         when_full: WhenFull = "refuse",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: OrderedDict[str, tuple[Claim, float]] = OrderedDict()  # oldest write first
+        self._entries: dict[str, tuple[Claim, float]] = {}
+        #: Every write's (expiry, key), oldest write first. An item whose key has since been written
+        #: again or forgotten is stale and skipped: this finds expired keys without scanning.
+        self._writes: deque[tuple[float, str]] = deque()
         self._lock = threading.Lock()
         self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
         self._swept = float("-inf")
@@ -119,25 +122,31 @@ class MemoryStore:
         self._entries.pop(key, None)
 
     def _write(self, key: str, claim: Claim, expires: float, now: float) -> None:
-        self._entries.pop(key, None)
-        # Keys written first mostly expire first: dropping expired ones from the front costs little
-        # on each write. A full store is swept whole before it refuses or forgets a live key, at
-        # most once a second: a sweep reads every key, and a full store would otherwise sweep on
-        # every write (a de-duplication ledger at its bound, or a registry being flooded).
-        while self._entries:
-            oldest, (_, oldest_expires) = next(iter(self._entries.items()))
-            if oldest_expires > now:
-                break
-            del self._entries[oldest]
-        if len(self._entries) >= self._max_entries and now - self._swept >= 1.0:
-            self._swept = now
-            self._drop_expired(now)
-        if len(self._entries) >= self._max_entries:
-            if self._when_full == "refuse":
-                raise StoreFull(f"{type(self).__name__} holds {self._max_entries} live keys")
-            while len(self._entries) >= self._max_entries:
-                self._entries.popitem(last=False)
-        self._entries[key] = (claim, expires)
+        # Keys written first mostly expire first: dropping expired ones from the front of the
+        # write log costs little on each write. A full store is swept whole before it refuses or
+        # forgets a live key, at most once a second: a sweep reads every key, and a full store
+        # would otherwise sweep on every write (a ledger at its bound, or a registry flooded).
+        writes, entries = self._writes, self._entries
+        while writes and writes[0][0] <= now:
+            self._drop_if_current(*writes.popleft())
+        if key not in entries and len(entries) >= self._max_entries:
+            if now - self._swept >= 1.0:
+                self._swept = now
+                self._drop_expired(now)
+            if len(entries) >= self._max_entries:
+                if self._when_full == "refuse":
+                    raise StoreFull(f"{type(self).__name__} holds {self._max_entries} live keys")
+                while len(entries) >= self._max_entries and writes:  # bounded by the log's length
+                    self._drop_if_current(*writes.popleft())
+        entries[key] = (claim, expires)
+        writes.append((expires, key))
+        if len(writes) > 2 * len(entries) + 1024:  # stale items pile up (keys written again)
+            self._writes = deque(sorted((expiry, name) for name, (_, expiry) in entries.items()))
+
+    def _drop_if_current(self, expires: float, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] == expires:
+            del self._entries[key]
 
     def _drop_expired(self, now: float) -> None:
         for key in [key for key, (_, expires) in self._entries.items() if expires <= now]:

@@ -64,28 +64,30 @@ def admit(
 ) -> Admission:
     """Claim what this delivery needs before its handler runs, all or nothing: in one round trip
     when both guards share a store (Redis). Raises whatever the store raises."""
-    wanted: list[tuple[str, int]] = []
+    dedup_key = None
     if idempotency_key is not None:
         digest = hashed_key(uid.encode() + b"\n" + body)[:32]
-        wanted.append((f"{kind}:{idempotency_key}:{digest}", RUNNING_TTL))
-    if signature is not None:
-        # "{t}:{hex}": an HMAC, not a secret, and already short.
-        wanted.append((f"signature:{signature}", int(2 * tolerance)))
-    if ledger is replays or len(wanted) < 2:
-        index, seen = claim_all(ledger if idempotency_key is not None else replays, wanted)
-    else:
-        index, seen = claim_all(ledger, wanted[:1])
-        if index < 0:
-            index, seen = claim_all(replays, wanted[1:])
-            if index == 0:
-                ledger.abandon(wanted[0][0])
-                index = 1
-    if index < 0:
-        return Admission("run", tuple(key for key, _ in wanted))
-    if wanted[index][0].startswith("signature:"):
+        dedup_key = f"{kind}:{idempotency_key}:{digest}"
+    # "{t}:{hex}": an HMAC, not a secret, and already short.
+    signature_key = None if signature is None else f"signature:{signature}"
+    if dedup_key is not None and signature_key is not None and ledger is replays:
+        # One store (Redis): both claims together, in one round trip.
+        index, seen = claim_all(ledger, ((dedup_key, RUNNING_TTL), (signature_key, int(2 * tolerance))))
+        if index == 1:
+            return Admission("replayed")
+        if index == 0:
+            return Admission("done" if seen == "done" else "running")
+        return Admission("run", (dedup_key, signature_key))
+    if dedup_key is not None:
+        seen = ledger.claim(dedup_key, RUNNING_TTL)
+        if seen != "new":
+            # "done": answered 200 unrun; "running": 425, which OMI retries.
+            return Admission("done" if seen == "done" else "running")
+    if signature_key is not None and replays.claim(signature_key, int(2 * tolerance)) != "new":
+        if dedup_key is not None:
+            ledger.abandon(dedup_key)
         return Admission("replayed")
-    # "done": answered 200 unrun; "running": 425, which OMI retries.
-    return Admission("done" if seen == "done" else "running")
+    return Admission("run", tuple(key for key in (dedup_key, signature_key) if key is not None))
 
 
 def settle(ledger: KeyStore, replays: KeyStore, admission: Admission, *, failed: bool, ttl: int) -> None:

@@ -283,12 +283,14 @@ def _dispatch(
     ledger = state.ledger
     if ledger is None or (idempotency_key is None and delivery.signature is None):
         return _enqueue(app, state, delivery, event, None) if background else _run(app, handler, kind, event)
+    # Not `state.replays or ledger`: an empty MemoryStore is falsy (it has a length).
+    replays = ledger if state.replays is None else state.replays
     if state.notice is not None:
         state.notice.check(req.environ.get("wsgi.multiprocess"), logger)
     try:
         admission = admit(
             ledger,
-            state.replays or ledger,
+            replays,
             kind=kind,
             uid=delivery.uid,
             body=delivery.body,
@@ -316,7 +318,7 @@ def _dispatch(
     try:
         settle(
             ledger,
-            state.replays or ledger,
+            replays,
             admission,
             failed=response.status_code >= 500,
             ttl=int(app.config["OMI_WEBHOOK_DEDUP_TTL"]),

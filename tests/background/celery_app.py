@@ -15,7 +15,7 @@ from flask import Flask
 from redis import Redis
 
 from example_app.celery_setup import celery_init_app
-from flask_omi import ConversationCreated, OmiWebhooks, TranscriptBatch
+from flask_omi import ConversationCreated, OmiWebhooks, TranscriptBatch, omi_client
 
 from .processes import SECRET
 
@@ -43,6 +43,12 @@ def create() -> Flask:
             },
         },
     )
+    if os.environ.get("TEST_OMI_BASE"):  # the fake OMI the handlers notify users through
+        app.config.update(
+            OMI_APP_ID=os.environ["TEST_OMI_APP_ID"],
+            OMI_API_KEY=os.environ["TEST_OMI_API_KEY"],
+            OMI_API_BASE=os.environ["TEST_OMI_BASE"],
+        )
     celery_init_app(app)
     hooks = OmiWebhooks()
 
@@ -54,6 +60,8 @@ def create() -> Flask:
         if counts.hincrby("fails", key, 1) <= int(event.raw.get("fail_times", 0)):
             raise RuntimeError("failing on purpose")
         counts.hincrby("runs", key, 1)
+        if event.raw.get("notify"):  # a background handler notifies the user itself
+            omi_client().send_notification(event.uid, f"Your summary of {event.structured.title} is ready")
 
     @hooks.on_transcript(background=True)
     def transcript(batch: TranscriptBatch) -> str:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
-from flask_omi import ConversationCreated, OmiBlueprint, OmiConfigError, OmiWebhooks
+from flask_omi import ConversationCreated, OmiBlueprint, OmiConfigError, OmiWebhooks, omi_client
 from flask_omi.inbound.background import event_from, message_for, task_name
 from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
 from flask_omi.inbound.payloads import AudioChunk
@@ -310,3 +310,29 @@ def test_a_queued_delivery_is_checked_whole_before_it_is_queued() -> None:
     bad = {"session_id": "s1", "segments": [{"text": 5}]}
     answer = app.test_client().post("/omi/webhooks/transcript?uid=u1", json=bad)
     assert answer.status_code == 400 and answer.get_json()["error"] == "payload_invalid" and ran == []
+
+
+def test_used_signatures_are_kept_in_their_own_store_in_process() -> None:
+    """The two in-process stores are used as such: a delivery's signature lands in the replay
+    store, its idempotency key in the ledger (an empty store is still a store)."""
+    app = Flask(__name__)
+    app.config.update(OMI_SIGNING_SECRET=SECRET)
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda event: None)
+    app.register_blueprint(hooks)
+    state = app.extensions["omi_webhooks"]
+    assert delivery(app.test_client(), {"id": "c1"}, key="c1").status_code == 200
+    assert (len(state.ledger), len(state.replays)) == (1, 1)
+
+
+def test_an_app_that_only_receives_webhooks_has_an_api_client() -> None:
+    """A background handler notifies users through omi_client(): it works without the sign-in
+    blueprint, and an app with no flask-omi blueprint at all is still told what is missing."""
+    app = Flask(__name__)
+    app.config.update(OMI_APP_ID="hooks-only", OMI_API_KEY="sk_" + "0" * 32)
+    app.register_blueprint(OmiWebhooks())
+    with app.app_context():
+        client = omi_client()
+        assert client is omi_client() and client.app_id == "hooks-only"
+    with Flask(__name__).app_context(), pytest.raises(OmiConfigError, match="not set up"):
+        omi_client()

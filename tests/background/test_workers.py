@@ -18,6 +18,7 @@ import requests
 from redis import Redis
 
 from flask_omi.inbound.signing import signature_header
+from flask_omi.testing import FakeOmi
 
 from ..helpers import free_port
 from .processes import (
@@ -237,3 +238,28 @@ def test_a_background_handler_that_answers_is_refused_with_a_clear_error(
         log = worker.output()
     assert counts(redis, "runs")[f"transcript:{session_id}"] == 1
     assert "a background handler cannot answer OMI" in log and "send_notification" in log
+
+
+def test_a_background_handler_notifies_the_user_through_omi_from_the_worker(redis_srv: RedisServer) -> None:
+    """What the deployment guide tells a background handler to do instead of answering: the worker
+    runs it in an app context, so omi_client() reaches OMI (here the fake OMI, over loopback)."""
+    with FakeOmi() as fake:
+        _, key = fake.register_app("background-app", app_home_url="http://127.0.0.1:9/omi/callback")
+        fake.enable_app(UID, "background-app")
+        env = env_for(
+            redis_srv, TEST_OMI_BASE=fake.url, TEST_OMI_APP_ID="background-app", TEST_OMI_API_KEY=key
+        )
+        port = free_port()
+        body = conversation(notify=True)
+        with (
+            started(web_command(port), env) as web,
+            started(worker_command("notifier"), env) as worker,
+            requests.Session() as session,
+        ):
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _answers(base), "gunicorn", 30)
+            assert web.proc.poll() is None
+            wait_for(lambda: worker_ready(worker), "the worker", 60)
+            assert post(session, base, body, f"notify-{body['id']}").json() == {}
+            wait_for(lambda: fake.notifications_for(UID) != [], "the notification", 60)
+    assert fake.notifications_for(UID) == ["Your summary of A walk is ready"]
