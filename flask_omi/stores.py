@@ -3,15 +3,8 @@
 Three guards need "has this been seen?", answered atomically for every instance that shares the
 store: the used-state registry (a sign-in state works once), webhook de-duplication (a delivery OMI
 retries runs its handler once) and tool-call replay refusal (a signed call is accepted once). They
-share one interface, :class:`KeyStore`, and two backends side by side:
-
-- :class:`MemoryStore`: this process only, bounded; what happens when it is full is the *use's*
-  failure policy, chosen by the caller (``when_full``);
-- :class:`RedisStore`: every instance; ``SET NX EX`` is atomic on the server.
-
-A key moves through three states: absent; ``running`` (claimed by :meth:`KeyStore.claim`); ``done``
-(:meth:`KeyStore.finish`). :meth:`KeyStore.abandon` forgets it. Every entry expires after the time
-its caller gives.
+share one interface, :class:`KeyStore`, and two backends side by side, :class:`MemoryStore` and
+:class:`RedisStore` (both in :mod:`flask_omi.keystore`, and importable from here).
 
 Each setting that takes a store (``OMI_STATE_REGISTRY``, ``OMI_WEBHOOK_DEDUP``, ``OMI_TOOLS_DEDUP``)
 follows one convention, read by :func:`resolve_store`: ``True`` (an in-process store), ``False``
@@ -21,246 +14,47 @@ or ``None`` (off), the app's Redis client (shared), or any :class:`KeyStore`. Th
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import OmiConfigError
+from .keystore import (
+    RUNNING_TTL,
+    Claim,
+    KeyStore,
+    MemoryStore,
+    RedisStore,
+    Status,
+    StoreFull,
+    WhenFull,
+    claim_all,
+    hashed_key,
+)
 
-Claim = Literal["new", "running", "done"]
-#: Kept for code written against 0.2: the same three values.
-Status = Claim
-WhenFull = Literal["refuse", "forget_oldest"]
-#: How long a webhook delivery's claim may stay "running": twice OMI's 30 s read timeout. A handler
-#: still running then has had its delivery given up by OMI, whose retry may take the claim over;
-#: a crashed worker's claim is not held against OMI's retries for long.
-RUNNING_TTL = 60
-
-
-class StoreFull(RuntimeError):
-    """A :class:`MemoryStore` with ``when_full="refuse"`` has no room for a new live key."""
-
-
-@runtime_checkable
-class KeyStore(Protocol):
-    """Claims on keys, atomic across everything that shares the store."""
-
-    def claim(self, key: str, ttl: int) -> Claim:
-        """Mark ``key`` running for ``ttl`` seconds unless it is there; return what it was
-        (``"new"``: this call claimed it)."""
-        ...  # pragma: no cover - a protocol
-
-    def finish(self, key: str, ttl: int) -> None:
-        """Mark ``key`` done for ``ttl`` seconds."""
-        ...  # pragma: no cover - a protocol
-
-    def abandon(self, key: str) -> None:
-        """Forget ``key``, so that the next claim is new."""
-        ...  # pragma: no cover - a protocol
-
-
-class MemoryStore:
-    """A store in this process's memory, of at most ``max_entries`` live keys.
-
-    When it is full, ``when_full`` decides: ``"refuse"`` raises :class:`StoreFull` (a guard against
-    replays must never forget a live key), ``"forget_oldest"`` drops the least recently written
-    key (a de-duplication that forgets runs a handler twice at worst).
-    """
-
-    def __init__(
-        self,
-        max_entries: int = 100_000,
-        *,
-        when_full: WhenFull = "refuse",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._entries: dict[str, tuple[Claim, float]] = {}
-        #: Every write's (expiry, key), oldest write first. An item whose key has since been written
-        #: again or forgotten is stale and skipped: this finds expired keys without scanning.
-        self._writes: deque[tuple[float, str]] = deque()
-        self._lock = threading.Lock()
-        self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
-        self._swept = float("-inf")
-
-    def claim(self, key: str, ttl: int) -> Claim:
-        """See :meth:`KeyStore.claim`."""
-        now = self._clock()
-        with self._lock:
-            return self._claim(key, ttl, now)
-
-    def claim_all(self, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
-        """See :meth:`RedisStore.claim_all`; atomic under this store's lock."""
-        now = self._clock()
-        with self._lock:
-            return _claim_each(items, lambda key, ttl: self._claim(key, ttl, now), self._forget)
-
-    def _claim(self, key: str, ttl: int, now: float) -> Claim:
-        entry = self._entries.get(key)
-        if entry is not None and entry[1] > now:
-            return entry[0]
-        self._write(key, "running", now + max(1, ttl), now)
-        return "new"
-
-    def finish(self, key: str, ttl: int) -> None:
-        """See :meth:`KeyStore.finish`."""
-        now = self._clock()
-        with self._lock:
-            self._write(key, "done", now + max(1, ttl), now)
-
-    def abandon(self, key: str) -> None:
-        """See :meth:`KeyStore.abandon`."""
-        with self._lock:
-            self._forget(key)
-
-    def _forget(self, key: str) -> None:
-        self._entries.pop(key, None)
-
-    def _write(self, key: str, claim: Claim, expires: float, now: float) -> None:
-        # Keys written first mostly expire first: dropping expired ones from the front of the
-        # write log costs little on each write. A full store is swept whole before it refuses or
-        # forgets a live key, at most once a second: a sweep reads every key, and a full store
-        # would otherwise sweep on every write (a ledger at its bound, or a registry flooded).
-        writes, entries = self._writes, self._entries
-        while writes and writes[0][0] <= now:
-            self._drop_if_current(*writes.popleft())
-        if key not in entries and len(entries) >= self._max_entries:
-            if now - self._swept >= 1.0:
-                self._swept = now
-                self._drop_expired(now)
-            if len(entries) >= self._max_entries:
-                if self._when_full == "refuse":
-                    raise StoreFull(f"{type(self).__name__} holds {self._max_entries} live keys")
-                while len(entries) >= self._max_entries and writes:  # bounded by the log's length
-                    self._drop_if_current(*writes.popleft())
-        entries[key] = (claim, expires)
-        writes.append((expires, key))
-        if len(writes) > 2 * len(entries) + 1024:  # stale items pile up (keys written again)
-            self._writes = deque(sorted((expiry, name) for name, (_, expiry) in entries.items()))
-
-    def _drop_if_current(self, expires: float, key: str) -> None:
-        entry = self._entries.get(key)
-        if entry is not None and entry[1] == expires:
-            del self._entries[key]
-
-    def _drop_expired(self, now: float) -> None:
-        for key in [key for key, (_, expires) in self._entries.items() if expires <= now]:
-            del self._entries[key]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-_DONE = (b"done", "done")
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-#: Claims keys in order, atomically, in one round trip: each is set to this claim's value unless
-#: it holds another. The first key held by someone else stops the claim; the keys this call set
-#: before it are deleted again, and its index and value are returned. A key already holding this
-#: claim's own value (a client's retry of the whole script) counts as claimed.
-_CLAIM_SCRIPT = """
-for i, name in ipairs(KEYS) do
-  if not redis.call('SET', name, ARGV[1], 'NX', 'EX', ARGV[i + 1]) then
-    local current = redis.call('GET', name)
-    if current ~= ARGV[1] then
-      for j = 1, i - 1 do redis.call('DEL', KEYS[j]) end
-      return {i, current or 'running'}
-    end
-  end
-end
-return {0}
-"""
-
-
-class RedisStore:
-    """A store in Redis, shared by every instance: each claim is one atomic script on the server,
-    so one round trip, however many keys a request claims (:meth:`claim_all`).
-
-    Each claim writes a value of its own (``running:<random>``). A Redis client that retries a
-    command after a timeout may send it twice, the first having succeeded: the second then finds
-    the key taken, and reading back its own value tells the claim apart from another request's, so
-    an honest request is never refused as its own replay. A client without scripting (a minimal
-    stand-in with ``set``, ``get``, ``delete``) is served with ``SET NX`` then ``GET``.
-    """
-
-    def __init__(self, redis: Any, prefix: str = "omi:") -> None:
-        self._redis, self._prefix = redis, prefix
-        register = getattr(redis, "register_script", None)
-        self._script = register(_CLAIM_SCRIPT) if callable(register) else None
-
-    def claim(self, key: str, ttl: int) -> Claim:
-        """See :meth:`KeyStore.claim`."""
-        return self.claim_all(((key, ttl),))[1]
-
-    def claim_all(self, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
-        """Claim every ``(key, ttl)`` in order, all or none: ``(-1, "new")`` when every key was
-        claimed; otherwise the index of the first key found taken and what it holds (the keys
-        claimed before it are released)."""
-        mine = b"running:" + secrets.token_hex(8).encode()
-        if self._script is None:
-            return _claim_each(
-                items, lambda key, ttl: self._claim_without_script(key, ttl, mine), self.abandon
-            )
-        names = [self._prefix + key for key, _ in items]
-        answer = self._script(keys=names, args=[mine, *(max(1, ttl) for _, ttl in items)])
-        if int(answer[0]) == 0:
-            return -1, "new"
-        return int(answer[0]) - 1, "done" if answer[1] in _DONE else "running"
-
-    def _claim_without_script(self, key: str, ttl: int, mine: bytes) -> Claim:
-        name = self._prefix + key
-        for _ in range(2):  # the key may expire between SET and GET: then try once more
-            if self._redis.set(name, mine, nx=True, ex=max(1, ttl)):
-                return "new"
-            value = self._redis.get(name)
-            if value is not None:
-                if _as_bytes(value) == mine:
-                    return "new"  # this request's own SET, sent again by the client's retry
-                return "done" if value in _DONE else "running"
-        return "running"
-
-    def finish(self, key: str, ttl: int) -> None:
-        """See :meth:`KeyStore.finish`."""
-        self._redis.set(self._prefix + key, b"done", ex=max(1, ttl))
-
-    def abandon(self, key: str) -> None:
-        """See :meth:`KeyStore.abandon`."""
-        self._redis.delete(self._prefix + key)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(prefix={self._prefix!r})"
-
-
-def _claim_each(
-    items: Sequence[tuple[str, int]], claim: Callable[[str, int], Claim], abandon: Callable[[str], None]
-) -> tuple[int, Claim]:
-    for index, (key, ttl) in enumerate(items):
-        seen = claim(key, ttl)
-        if seen != "new":
-            for earlier, _ in items[:index]:
-                abandon(earlier)
-            return index, seen
-    return -1, "new"
-
-
-def claim_all(store: KeyStore, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
-    """Claim every ``(key, ttl)`` of ``items`` in ``store``, in order, all or none (see
-    :meth:`RedisStore.claim_all`): in one round trip when the store offers ``claim_all``, one
-    claim after another otherwise."""
-    together = getattr(store, "claim_all", None)
-    if callable(together):
-        result: tuple[int, Claim] = together(items)
-        return result
-    return _claim_each(items, store.claim, store.abandon)
+__all__ = [
+    "RUNNING_TTL",
+    "Claim",
+    "DeliveryLedger",
+    "KeyStore",
+    "MemoryDeliveryLedger",
+    "MemoryStateRegistry",
+    "MemoryStore",
+    "PerProcessNotice",
+    "RedisDeliveryLedger",
+    "RedisStateRegistry",
+    "RedisStore",
+    "StateRegistry",
+    "Status",
+    "StoreFull",
+    "WhenFull",
+    "claim_all",
+    "hashed_key",
+    "is_per_process",
+    "resolve_store",
+]
 
 
 # -- the names of 0.2, kept ------------------------------------------------------------------------
@@ -408,12 +202,6 @@ def resolve_store(
         f"{setting} must be True (this process), False, the app's Redis client (every instance) or "
         f"a flask_omi.stores.KeyStore; got {type(value).__name__}."
     )
-
-
-def hashed_key(value: str | bytes) -> str:
-    """What is stored for a secret such as a state (or for a long value such as a body): its
-    SHA-256, so the store never holds it."""
-    return hashlib.sha256(value.encode() if isinstance(value, str) else value).hexdigest()
 
 
 def is_per_process(store: object) -> bool:

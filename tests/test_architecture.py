@@ -28,6 +28,7 @@ FRAMEWORK_NEUTRAL = (
     "flask_omi.transport",
     "flask_omi.models",
     "flask_omi.config",
+    "flask_omi.keystore",
     "flask_omi.stores",
     "flask_omi.state",
     "flask_omi.validation",

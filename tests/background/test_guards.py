@@ -25,6 +25,7 @@ from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
 from flask_omi.inbound.payloads import AudioChunk
 from flask_omi.inbound.request import _nesting_exceeds
 from flask_omi.inbound.signing import signature_header
+from flask_omi.keystore import _CLAIM_SCRIPT
 from flask_omi.stores import MemoryStore, RedisStore
 
 from ..helpers import assert_refused, free_port
@@ -220,9 +221,7 @@ def test_claims_in_redis_are_all_or_nothing_and_a_clients_own_retry_is_not_a_rep
     store.finish("a", 60)
     assert other.claim_all([("a", 60)]) == (0, "done")
     # The script run twice with one value (a client retrying a command whose answer was lost).
-    script = Redis.from_url(redis_srv.url).register_script(
-        __import__("flask_omi.stores", fromlist=["_CLAIM_SCRIPT"])._CLAIM_SCRIPT
-    )
+    script = Redis.from_url(redis_srv.url).register_script(_CLAIM_SCRIPT)
     assert script(keys=["together:d"], args=[b"running:mine", 60]) == [0]
     assert script(keys=["together:d"], args=[b"running:mine", 60]) == [0]
     assert script(keys=["together:d"], args=[b"running:other", 60])[0] == 1
