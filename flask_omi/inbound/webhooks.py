@@ -7,7 +7,6 @@ returns a message or None; the answer is ``{"message": ...}`` or ``{}``, as OMI 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import logging
@@ -65,6 +64,8 @@ class WebhookHandlers:
     audio: Handler | None = None
     #: The kinds whose handler runs on a Celery worker (``background=True``).
     background: set[str] = field(default_factory=set)
+    #: The kinds whose handler is a coroutine function: asked once, at registration.
+    coroutines: set[str] = field(default_factory=set)
 
 
 class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
@@ -117,6 +118,8 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         def register(handler: H) -> H:
             setattr(self.handlers, kind, handler)
             (self.handlers.background.add if background else self.handlers.background.discard)(kind)
+            is_async = inspect.iscoroutinefunction(handler)
+            (self.handlers.coroutines.add if is_async else self.handlers.coroutines.discard)(kind)
             return handler
 
         return register if handler is None else register(handler)
@@ -142,6 +145,7 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
             Delivery(kind, uid, body, signature),
             lambda ids: parse(req, uid, body, ids),
             kind in self.handlers.background,
+            kind in self.handlers.coroutines,
         )
 
 
@@ -268,6 +272,7 @@ def _dispatch(
     delivery: Delivery,
     parse: Callable[[dict[str, Any]], Any],
     background: bool = False,
+    is_async: bool = False,
 ) -> Response:
     kind = delivery.kind
     if handler is None:
@@ -282,7 +287,11 @@ def _dispatch(
     state: WebhookState = app.extensions["omi_webhooks"]
     ledger = state.ledger
     if ledger is None or (idempotency_key is None and delivery.signature is None):
-        return _enqueue(app, state, delivery, event, None) if background else _run(app, handler, kind, event)
+        return (
+            _enqueue(app, state, delivery, event, None)
+            if background
+            else _run(app, handler, kind, event, is_async)
+        )
     # Not `state.replays or ledger`: an empty MemoryStore is falsy (it has a length).
     replays = ledger if state.replays is None else state.replays
     if state.notice is not None:
@@ -314,7 +323,7 @@ def _dispatch(
         dedup_key = next((key for key in admission.claimed if not key.startswith("signature:")), None)
         response = _enqueue(app, state, delivery, event, dedup_key)
     else:
-        response = _run(app, handler, kind, event)
+        response = _run(app, handler, kind, event, is_async)
     try:
         settle(
             ledger,
@@ -345,16 +354,10 @@ def _enqueue(
     return app.response_class(_EMPTY_ANSWER, mimetype="application/json")
 
 
-@functools.cache
-def _is_async(handler: Handler) -> bool:
-    """Asked once per handler, not on every delivery."""
-    return inspect.iscoroutinefunction(handler)
-
-
-def _run(app: Flask, handler: Handler, kind: str, event: Any) -> Response:
+def _run(app: Flask, handler: Handler, kind: str, event: Any, is_async: bool = False) -> Response:
     """Run the handler; a crash is a 500 without details, which OMI retries."""
     try:
-        message = app.ensure_sync(handler)(event) if _is_async(handler) else handler(event)
+        message = app.ensure_sync(handler)(event) if is_async else handler(event)
     except InboundPayloadError as error:  # a segment of the wrong shape, found when it was read
         return _render_error(error)
     except Exception:
