@@ -49,7 +49,7 @@ def _background(app: Flask) -> list[Finding]:
     """Background handlers run in Celery's worker processes, never the web process: their run
     claims must be in a store those processes share, whatever OMI_SINGLE_PROCESS says."""
     state = app.extensions.get("omi_webhooks")
-    if state is None or state.task is None or not is_per_process(state.ledger):
+    if state is None or not state.background or not is_per_process(state.ledger):
         return []
     return [
         Finding(

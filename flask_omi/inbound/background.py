@@ -65,7 +65,7 @@ def task_name(endpoint_prefix: str) -> str:
     return f"flask_omi.webhooks.{endpoint_prefix}"
 
 
-def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -> Any:
+def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -> None:
     """Declare this app's background task on the Celery app of Flask's pattern
     (``app.extensions["celery"]``); every process that makes the app (web and worker) does so."""
     celery = app.extensions.get("celery")
@@ -75,10 +75,17 @@ def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -
             "(Flask's pattern, celery_init_app(app), sets app.extensions['celery']), then register "
             "the OmiWebhooks blueprint. See the deployment guide."
         )
+    name = task_name(endpoint_prefix)
+    if name in celery.tasks:
+        raise OmiConfigError(
+            f"This Celery app already has a task {name!r}, for another app's webhooks: give each Flask "
+            "app a Celery app of its own (Flask's pattern does), or its OmiWebhooks another name."
+        )
     time_limit = int(app.config["OMI_WEBHOOK_TASK_TIME_LIMIT"])
 
     @celery.task(  # type: ignore[untyped-decorator]
-        name=task_name(endpoint_prefix),
+        name=name,
+        shared=False,  # this Celery app's only: a shared task would run another app's handlers
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -93,8 +100,6 @@ def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -
         else:
             with app.app_context():
                 run(app, handlers, task, message, failures)
-
-    return run_webhook
 
 
 def task_id(kind: str, dedup_key: str | None) -> str:

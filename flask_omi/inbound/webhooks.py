@@ -23,7 +23,7 @@ from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
 from ..stores import KeyStore, PerProcessNotice, is_per_process
 from ..validation import is_ascii_digits, is_valid_uid
-from .background import message_for, register_task, task_id
+from .background import message_for, register_task, task_id, task_name
 from .csrf import exempt_from_csrf
 from .deliveries import admit, in_process_replay_store, settle
 from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
@@ -53,8 +53,9 @@ class WebhookState:
     clock: Callable[[], float] = time.time
     #: Said once when the store is per process and the server runs several processes.
     notice: PerProcessNotice | None = None
-    #: The Celery task that runs the background handlers, if there are any.
-    task: Any = None
+    #: Whether a handler runs on Celery; its task is ``celery.tasks[background.task_name(prefix)]``
+    #: (looked up there, so that nothing here holds the task, whose function holds the app).
+    background: bool = False
 
 
 @dataclass
@@ -179,7 +180,8 @@ def _set_up_app(state: BlueprintSetupState) -> None:
     webhook_state = WebhookState(prefix, ledger, replays, notice=notice)
     handlers = getattr(state.blueprint, "handlers", None)
     if isinstance(handlers, WebhookHandlers) and handlers.background:
-        webhook_state.task = register_task(cast(Flask, state.app), handlers, prefix)
+        register_task(cast(Flask, state.app), handlers, prefix)
+        webhook_state.background = True
     state.app.extensions["omi_webhooks"] = webhook_state
 
 
@@ -344,7 +346,7 @@ def _enqueue(
     OMI retries (and the delivery's claims are released, so that the retry enqueues it)."""
     kind = delivery.kind
     try:
-        state.task.apply_async(
+        app.extensions["celery"].tasks[task_name(state.endpoint_prefix)].apply_async(
             args=(message_for(kind, delivery.uid, delivery.body, event),),
             task_id=task_id(kind, dedup_key),
         )

@@ -335,3 +335,28 @@ def test_an_app_that_only_receives_webhooks_has_an_api_client() -> None:
         assert client is omi_client() and client.app_id == "hooks-only"
     with Flask(__name__).app_context(), pytest.raises(OmiConfigError, match="not set up"):
         omi_client()
+
+
+def test_each_app_runs_its_own_handlers_on_its_own_celery_app() -> None:
+    """Two apps in one process (an app factory under test): each Celery app's task runs that
+    app's handler. Celery shares tasks between its apps by default, which would have sent the
+    second app's deliveries to the first app's handler."""
+    seen: list[str] = []
+    for name in ("first", "second"):
+        celery = Celery(name, set_as_current=False)
+        celery.conf.task_always_eager = True
+        app = Flask(name)
+        app.config.update(OMI_SIGNING_SECRET=SECRET)
+        app.extensions["celery"] = celery
+        hooks = OmiWebhooks()
+        hooks.on_conversation_created(lambda event, name=name: seen.append(name), background=True)
+        app.register_blueprint(hooks)
+        assert delivery(app.test_client(), {"id": name}, key=name).status_code == 200
+    assert seen == ["first", "second"]
+
+
+def test_one_celery_app_for_two_flask_apps_is_refused() -> None:
+    celery = Celery("shared", set_as_current=False)
+    app_with(celery)
+    with pytest.raises(OmiConfigError, match="already has a task"):
+        app_with(celery)
