@@ -10,14 +10,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import pytest
-
-from ..attack.servers import wait_until
-from ..helpers import free_port
+from ..attack.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.background.celery_app"
@@ -35,41 +32,9 @@ def wait_for(check: Callable[[], Any], what: str, seconds: float = 60.0) -> None
     raise TimeoutError(f"{what}: not within {seconds} s")
 
 
-@dataclass
-class RedisServer:
-    """A redis-server on a fixed loopback port, which a test may stop and start again."""
-
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = "redis-server"
-        if subprocess.run(["which", binary], capture_output=True).returncode:
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server is not installed, and the background tests must run in CI")
-            pytest.skip("redis-server is not installed (make test installs it)")
-        self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        from redis import Redis
-
-        wait_until(Redis(host="127.0.0.1", port=self.port).ping, "redis-server")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 @contextmanager
 def redis_server() -> Iterator[RedisServer]:
+    """Like the attack suite's, but yields the server, so that a test can stop and restart it."""
     server = RedisServer()
     server.start()
     try:
