@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -155,7 +154,7 @@ def run(app: Flask, handlers: WebhookHandlers, task: Any, message: dict[str, Any
     handler = getattr(handlers, kind)
     try:
         event = event_from(message)
-        answer = app.ensure_sync(handler)(event) if inspect.iscoroutinefunction(handler) else handler(event)
+        answer = app.ensure_sync(handler)(event) if kind in handlers.coroutines else handler(event)
     except Exception as error:
         if store is not None:
             store.abandon(run_key)
