@@ -4,8 +4,9 @@ The set-up step (choose a display name) comes after sign-in, not before: OMI ope
 with nothing but an unsigned ``?uid=``, so a page reached that way cannot tell who is at the
 keyboard, and a form that wrote for that uid would let anyone write for anyone.
 
-``create_app()`` reads ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE`` and ``SECRET_KEY`` from the
-environment; ``python -m example_app`` starts the fake OMI beside it when ``OMI_APP_ID`` is unset.
+``create_app()`` reads ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``, ``OMI_SIGNING_SECRET``,
+``OMI_EXTERNAL_URL`` and ``SECRET_KEY`` from the environment; ``python -m example_app`` starts the
+fake OMI beside it when ``OMI_APP_ID`` is unset.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ENV_KEYS = (
     "OMI_API_KEY",
     "OMI_API_BASE",
     "OMI_SIGNING_SECRET",
+    "OMI_EXTERNAL_URL",
     "SECRET_KEY",
 )
 
@@ -57,8 +59,13 @@ def create_app(
     app.config.update(config or {})
     if before is not None:
         before(app)
-    # A code sent to the user's OMI app before a sensitive action (needs the API key to send it).
-    app.config.setdefault("OMI_CONFIRM_SIGNIN", "step-up" if app.config.get("OMI_API_KEY") else False)
+    # A code sent to the user's OMI app before a sensitive action: it needs the API key to send the
+    # code and the public URL to name the site in it; with the signing secret, the code can also be
+    # sent to the app in OMI's chat (a way in that nobody who merely knows the uid can flood).
+    confirms = bool(app.config.get("OMI_API_KEY") and app.config.get("OMI_EXTERNAL_URL"))
+    app.config.setdefault("OMI_CONFIRM_SIGNIN", "step-up" if confirms else False)
+    if app.config.get("OMI_SIGNING_SECRET"):
+        app.config.setdefault("OMI_CONFIRM_CHANNELS", ("notification", "chat"))
     os.makedirs(os.path.dirname(app.config["EXAMPLE_DB"]) or ".", exist_ok=True)
     setups = ExampleStore(app.config["EXAMPLE_DB"])
     app.extensions["example_setups"] = setups

@@ -36,6 +36,7 @@ def demo_app(port: int, fake_port: int, db_path: str | None = None) -> tuple[Fla
         "OMI_API_BASE": fake.url,
         "OMI_API_KEY": "sk_demo_" + secrets.token_hex(16),  # the fake registers the app with it
         "OMI_SIGNING_SECRET": DEMO_SIGNING_SECRET,
+        "OMI_EXTERNAL_URL": base,
     }
     app = create_app({**config, "EXAMPLE_DB": db_path} if db_path else config)
     # The fake is set up with exactly the URLs `flask omi check` prints for pasting into OMI.

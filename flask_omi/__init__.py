@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .blueprint import OmiBlueprint, omi_bp
 from .client import OmiClient
+from .confirm_views import confirm_omi_sign_in
 from .decorators import omi_login_required
 from .errors import (
     OmiApiError,
@@ -52,7 +53,7 @@ from .inbound.payloads import (
 from .inbound.tool_spec import ToolError
 from .inbound.tools import OmiTools, omi_tools
 from .inbound.webhooks import OmiWebhooks, omi_webhooks
-from .signals import omi_logged_in, omi_logged_out, omi_login_failed
+from .signals import omi_confirm_flooded, omi_logged_in, omi_logged_out, omi_login_failed
 from .stores import (
     DeliveryLedger,
     MemoryDeliveryLedger,
@@ -124,12 +125,14 @@ __all__ = [
     "UidVerificationUnavailable",
     "WebhookPayloadError",
     "WebhookSignatureError",
+    "confirm_omi_sign_in",
     "current_omi_uid",
     "current_omi_user",
     "login_omi_user",
     "logout_omi_user",
     "omi_bp",
     "omi_client",
+    "omi_confirm_flooded",
     "omi_logged_in",
     "omi_logged_out",
     "omi_login_failed",

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from flask.sansio.blueprints import BlueprintSetupState
 
 from . import confirm_views, views
 from ._registration import HandlersBeforeRegistration, claim_extension_slot
 from .cli import register_commands
 from .config import check_sign_in_config, set_up
+from .confirm_tool import attach_confirm_tool
 from .errors import OmiCallbackError
 from .extension import (
+    NeedsConfirmationHandler,
     OmiExtension,
     OmiHandlers,
     SetupChecker,
@@ -27,6 +29,7 @@ L = TypeVar("L", bound=UserLoader)
 V = TypeVar("V", bound=UidVerifier)
 S = TypeVar("S", bound=SetupChecker)
 U = TypeVar("U", bound=UnauthorizedHandler)
+N = TypeVar("N", bound=NeedsConfirmationHandler)
 
 
 class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
@@ -61,6 +64,8 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
         check_sign_in_config(app)
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
         app.extensions["omi"] = OmiExtension(handlers=self.handlers, endpoint_prefix=prefix)
+        if app.config["OMI_CONFIRM_SIGNIN"] and "chat" in app.config["OMI_CONFIRM_CHANNELS"]:
+            attach_confirm_tool(app)
 
     def user_loader(self, loader: L) -> L:
         """Register ``loader(uid) -> user | None``; None means the uid is treated as signed out."""
@@ -80,6 +85,14 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
         self.handlers.setup_checker = checker
         return checker
 
+    def needs_confirmation_handler(self, handler: N) -> N:
+        """Register ``handler() -> response``, used by ``omi_login_required(confirmed=True)`` (and
+        by every protected view while a sign-in waits for its code) instead of the confirm page:
+        Flask-Login's ``needs_refresh_handler``, for OMI's confirmation."""
+        self._check_handlers_open("needs_confirmation_handler")
+        self.handlers.needs_confirmation = handler
+        return handler
+
     def unauthorized_handler(self, handler: U) -> U:
         """Register ``handler() -> response`` used by ``omi_login_required`` for signed-out users."""
         self._check_handlers_open("unauthorized_handler")
@@ -88,7 +101,10 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
 
 
 def _template_context() -> dict[str, Any]:
-    return {"current_omi_user": current_omi_user}
+    return {
+        "current_omi_user": current_omi_user,
+        "omi_layout": current_app.config.get("OMI_TEMPLATE_LAYOUT", "omi/_layout.html"),
+    }
 
 
 #: The default instance most apps register.

@@ -12,7 +12,9 @@ from urllib.parse import SplitResult, urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .config import store_for
 from .deployment_checks import LOCAL_HOSTS, Finding, inbound_findings
+from .stores import is_per_process
 
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_DISTINCT = 10
@@ -209,6 +211,7 @@ def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
                 f"A sign-in takes minutes; keep it at most {STATE_MAX_AGE_ADVISED} s (default 600).",
             )
         )
+    found.extend(_confirmation(config, local))
     if config.get("OMI_STATE_REGISTRY") is None and not local:
         found.append(
             Finding(
@@ -219,6 +222,63 @@ def _sign_in(app: Flask, parts: SplitResult, local: bool) -> list[Finding]:
             )
         )
     return found
+
+
+def _confirmation(config: Any, local: bool) -> list[Finding]:
+    """Confirmed sign-in: where its budgets live, and what trusting the unsigned uid means (advice
+    left out on a local address, as a developer's machine signs in fake users)."""
+    mode = config.get("OMI_CONFIRM_SIGNIN")
+    found: list[Finding] = []
+    if mode and not config.get("OMI_EXTERNAL_URL"):
+        found.append(
+            Finding(
+                True,
+                "OMI_CONFIRM_SIGNIN is on without OMI_EXTERNAL_URL: the code's message must name the "
+                "site from configuration, never from the requester's Host header.",
+            )
+        )
+    if mode and not config.get("OMI_SINGLE_PROCESS") and is_per_process_or_none(config):
+        found.append(
+            Finding(
+                True,
+                "OMI_CONFIRM_SIGNIN keeps its codes and guessing budgets in each process (OMI_STATE_REGISTRY "
+                "is not shared): under several workers an attacker gets each worker's budget. Set "
+                "OMI_STATE_REGISTRY to the app's Redis client, or OMI_SINGLE_PROCESS = True.",
+            )
+        )
+    if not local and not mode and not config.get("OMI_VERIFY_UID"):
+        found.append(
+            Finding(
+                False,
+                "Sign-in trusts the unsigned uid in OMI's redirect: anyone who starts a sign-in here can "
+                "put someone else's uid in it. Set OMI_CONFIRM_SIGNIN = True (a code sent to that uid's "
+                "OMI app), or at least OMI_VERIFY_UID = True (see SECURITY.md).",
+            )
+        )
+    elif not local and mode == "step-up":
+        found.append(
+            Finding(
+                False,
+                "OMI_CONFIRM_SIGNIN is 'step-up': sign-in itself still trusts the unsigned uid; only "
+                "views marked omi_login_required(confirmed=True) ask for a code. Use True to confirm "
+                "every sign-in.",
+            )
+        )
+    if config.get("OMI_LOGOUT_CLEAR_SESSION") is False:
+        found.append(
+            Finding(
+                False,
+                "OMI_LOGOUT_CLEAR_SESSION is False: sign-out leaves the rest of the session (and a "
+                "server-side session's id) in place for whoever uses the browser next.",
+            )
+        )
+    return found
+
+
+def is_per_process_or_none(config: Any) -> bool:
+    """Whether ``OMI_STATE_REGISTRY`` names no store shared between processes."""
+    store = store_for(config, "OMI_STATE_REGISTRY")
+    return store is None or is_per_process(store)
 
 
 def _proxy(app: Flask, parts: SplitResult, local: bool, behind_proxy: bool) -> list[Finding]:

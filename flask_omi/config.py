@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ._moved import warn_deprecated
 from .errors import OmiConfigError
+from .keystore import RecordStore
 from .stores import resolve_store
 
 if TYPE_CHECKING:
@@ -35,7 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "OMI_VERIFY_UID": False,
     "OMI_VERIFY_TIMEOUT": 5.0,
     "OMI_CONFIRM_SIGNIN": False,
+    "OMI_CONFIRM_CHANNELS": ("notification",),
+    "OMI_CONFIRM_SENDS_PER_UID": 5,
+    "OMI_CONFIRM_CODES_PER_ADDRESS": 20,
     "OMI_EXTERNAL_URL": None,
+    "OMI_TEMPLATE_LAYOUT": "omi/_layout.html",
     "OMI_SINGLE_PROCESS": False,
     # the API client
     "OMI_API_BASE": "https://api.omi.me",
@@ -73,7 +78,11 @@ DESCRIPTIONS: dict[str, str] = {
     "OMI_VERIFY_UID": "Ask OMI at each sign-in whether the uid enabled the app; fails closed.",
     "OMI_VERIFY_TIMEOUT": "Seconds that check may take, retries included.",
     "OMI_CONFIRM_SIGNIN": "True or 'step-up': confirm sign-ins with a code sent to the user's OMI app.",
-    "OMI_EXTERNAL_URL": "The app's public URL, for the manifest's endpoints and links sent to users.",
+    "OMI_CONFIRM_CHANNELS": "How codes reach the owner: ('notification',), or ('notification', 'chat').",
+    "OMI_CONFIRM_SENDS_PER_UID": "Codes sent to one uid through OMI per clock hour (OMI allows 10).",
+    "OMI_CONFIRM_CODES_PER_ADDRESS": "Codes started from one client address per clock hour.",
+    "OMI_EXTERNAL_URL": "The app's public URL: the site named in codes, manifest endpoints, links.",
+    "OMI_TEMPLATE_LAYOUT": "The template flask-omi's pages extend (blocks: title, content).",
     "OMI_SINGLE_PROCESS": "Declares that the app runs in one process, so in-process stores pass the check.",
     "OMI_API_BASE": "Where OMI's API lives; the fake OMI's URL in tests.",
     "OMI_API_KEY": "The app's secret key from OMI's developer settings (sk_...).",
@@ -150,6 +159,15 @@ def _secrets(value: Any) -> bool:
     return _text_or_none(value)
 
 
+def _channels(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and len(set(value)) == len(value)
+        and all(channel in ("notification", "chat") for channel in value)
+    )
+
+
 def _redirect_target(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -175,6 +193,13 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "OMI_SINGLE_PROCESS": (_bool, "True or False"),
     "OMI_CONFIRM_SIGNIN": (lambda v: v is True or v is False or v == "step-up", "True, False or 'step-up'"),
     "OMI_VERIFY_TIMEOUT": (_positive_number, "a positive number of seconds"),
+    "OMI_CONFIRM_CHANNELS": (_channels, "('notification',), ('chat',) or ('notification', 'chat')"),
+    "OMI_CONFIRM_SENDS_PER_UID": (
+        lambda v: _positive_int(v) and v <= 10,
+        "a whole number from 1 to 10 (OMI sends at most 10 notifications per app and user per hour)",
+    ),
+    "OMI_CONFIRM_CODES_PER_ADDRESS": (_positive_int, "a positive whole number"),
+    "OMI_TEMPLATE_LAYOUT": (lambda v: isinstance(v, str) and v != "", "a template name"),
     "OMI_API_BASE": (_http_url, "an http(s) URL with no query or fragment, such as https://api.omi.me"),
     "OMI_EXTERNAL_URL": (
         lambda v: v is None or _http_url(v),
@@ -256,10 +281,36 @@ def check_sign_in_config(app: App) -> None:
             "OMI_CONFIRM_SIGNIN sends a code to the uid's phone through OMI's notification API, which "
             "needs OMI_API_KEY (the app's secret key from OMI's developer settings)."
         )
+    if app.config["OMI_CONFIRM_SIGNIN"]:
+        check_confirm_config(app)
     if app.config["OMI_VERIFY_UID"] and not app.config.get("OMI_API_KEY"):
         raise OmiConfigError(
             "OMI_VERIFY_UID asks OMI whether each uid enabled the app, which needs OMI_API_KEY "
             "(the app's secret key from OMI's developer settings)."
+        )
+
+
+def check_confirm_config(app: App) -> None:
+    """What confirmed sign-in needs: a site name from configuration, and for the chat channel a
+    signed tool call (an unsigned one would let anyone confirm anyone)."""
+    config = app.config
+    if not config.get("OMI_EXTERNAL_URL"):
+        raise OmiConfigError(
+            "OMI_CONFIRM_SIGNIN needs OMI_EXTERNAL_URL (the app's public URL, such as "
+            "https://app.example.com): the code's message names the site from it, never from the "
+            "request's Host header, which the requester chooses."
+        )
+    if "chat" in config["OMI_CONFIRM_CHANNELS"] and not signing_secrets(config, "OMI_TOOLS_SECRET"):
+        raise OmiConfigError(
+            "OMI_CONFIRM_CHANNELS includes 'chat', whose tool call OMI signs with the app's signing "
+            "secret: set OMI_SIGNING_SECRET (whsec_...), or anyone could confirm anyone's sign-in."
+        )
+    store = store_for(config, "OMI_STATE_REGISTRY")
+    if store is not None and not isinstance(store, RecordStore):
+        raise OmiConfigError(
+            f"OMI_CONFIRM_SIGNIN keeps its codes and budgets in OMI_STATE_REGISTRY, and "
+            f"{type(store).__name__} cannot keep records: use the app's Redis client, True, or a "
+            "flask_omi.keystore.RecordStore."
         )
 
 

@@ -1,15 +1,14 @@
-"""OMI-confirmed sign-in: a one-time code pushed to the uid's own phone proves who is at the browser.
+"""OMI-confirmed sign-in: a one-time code that only the uid's owner can read proves who is at the browser.
 
 OMI's redirect carries the uid unsigned, so anyone who starts a sign-in here can pair their own
-state with someone else's uid. OMI's notification API reaches only the device signed in to that
-uid's OMI account: a code sent there, typed back into this browser, proves that the person at the
-browser can read that account's notifications.
+state with someone else's uid. Two channels reach only the uid's owner: OMI's notification API (a
+code pushed to the phone signed in to that account, typed back into this browser), and OMI's chat
+(the browser shows a short code, the owner sends it to the app in OMI's chat, and OMI calls the
+app's ``omi_confirm_sign_in`` tool signed with the owner's uid).
 
-The code: 8 digits from :mod:`secrets`, shown as ``1234 5678``; kept only as an HMAC (keyed with the
-app's ``SECRET_KEY``) over this pending sign-in's random nonce, the uid and the code, in this
-browser's session; valid for :data:`CODE_TTL` seconds, used once, compared in constant time, at most
-:data:`MAX_TRIES` wrong tries per code and :data:`MAX_WRONG_PER_UID_PER_HOUR` per uid across every
-browser and process (through the store ``OMI_STATE_REGISTRY`` names). Framework-neutral.
+Everything that limits an attacker lives on the server, in a :class:`~flask_omi.keystore.RecordStore`,
+under the pending confirmation's random id; the session only holds that id (see
+:mod:`flask_omi.confirm_records`). This module holds the codes and the message. Framework-neutral.
 """
 
 from __future__ import annotations
@@ -18,55 +17,35 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
 
-from .stores import KeyStore
-
-#: Session key of the pending confirmation, and of the uid confirmed in this session (step-up).
+#: Session key of the pending confirmation's id, and of the uid confirmed in this session.
 PENDING_CONFIRM_KEY = "_omi_confirm"
 CONFIRMED_KEY = "_omi_confirmed"
 
 CODE_DIGITS = 8
 CODE_TTL = 300
+#: Comparisons of one code, however many requests arrive at once.
 MAX_TRIES = 5
-#: Wrong codes accepted per uid per clock hour, across browsers and processes.
-MAX_WRONG_PER_UID_PER_HOUR = 20
+#: Comparisons per uid per clock hour, across browsers and processes, counted before comparing.
+MAX_COMPARISONS_PER_UID_PER_HOUR = 20
+#: Chat confirmations tried per uid per clock hour (only the uid's owner can make them).
+MAX_CHAT_TRIES_PER_UID_PER_HOUR = 20
 RESEND_COOLDOWN = 60
-
-
-@dataclass
-class PendingConfirmation:
-    """What the session holds while a code is on its way: never the code itself."""
-
-    uid: str
-    next: str | None
-    nonce: str
-    code_mac: str
-    sent_at: float
-    tries: int = 0
-    #: Why the confirmation was asked: "sign-in" (OMI_CONFIRM_SIGNIN=True) or "step-up".
-    purpose: str = "sign-in"
-
-    def as_session_value(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_session_value(cls, value: Any) -> PendingConfirmation | None:
-        if not isinstance(value, dict):
-            return None
-        try:
-            return cls(**value)
-        except TypeError:
-            return None
-
-    def expired(self, now: float) -> bool:
-        return now - self.sent_at > CODE_TTL
+#: The chat code: short, and without the letters and digits people confuse (I, L, O, 0, 1).
+CHAT_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CHAT_CODE_LENGTH = 6
+#: The chat tool OMI's assistant calls with the code the owner sent.
+CHAT_TOOL_NAME = "omi_confirm_sign_in"
+CHANNELS = ("notification", "chat")
 
 
 def new_code() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
+
+
+def new_chat_code() -> str:
+    return "".join(secrets.choice(CHAT_CODE_ALPHABET) for _ in range(CHAT_CODE_LENGTH))
 
 
 def grouped(code: str) -> str:
@@ -74,42 +53,42 @@ def grouped(code: str) -> str:
     return f"{code[:4]} {code[4:]}"
 
 
-def code_mac(key: bytes, nonce: str, uid: str, code: str) -> str:
-    message = f"omi-confirm\n{nonce}\n{uid}\n{code}".encode()
+def code_mac(key: bytes, record_id: str, uid: str, code: str) -> str:
+    """What the store keeps of a code: never the code itself."""
+    message = f"omi-confirm\n{record_id}\n{uid}\n{code}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def pending_for(
-    key: bytes, uid: str, next_path: str | None, now: float, purpose: str
-) -> tuple[PendingConfirmation, str]:
-    """A fresh pending confirmation and its code (to send, then forget)."""
-    code = new_code()
-    nonce = secrets.token_urlsafe(16)
-    return PendingConfirmation(uid, next_path, nonce, code_mac(key, nonce, uid, code), now, 0, purpose), code
+def chat_index(key: bytes, uid: str, chat_code: str) -> str:
+    """Where a chat code is found from what OMI's tool call carries: the uid and the code."""
+    message = f"omi-confirm-chat\n{uid}\n{chat_code}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-_NOT_DIGITS = re.compile(r"[\s-]")
+_NOT_CODE = re.compile(r"[\s-]")
 
 
-def matches(key: bytes, pending: PendingConfirmation, typed: str) -> bool:
-    """Whether ``typed`` (spaces and dashes allowed, as the code was shown) is this pending code."""
-    code = _NOT_DIGITS.sub("", typed or "")
+def typed_code(typed: str | None) -> str | None:
+    """The 8 digits typed (spaces and dashes allowed, as the code was shown), or None."""
+    code = _NOT_CODE.sub("", typed or "")
     if len(code) != CODE_DIGITS or not code.isascii() or not code.isdigit():
-        return False
-    return hmac.compare_digest(code_mac(key, pending.nonce, pending.uid, code), pending.code_mac)
+        return None
+    return code
 
 
-def count_wrong_guess(store: KeyStore, uid: str, now: float) -> bool:
-    """Record one wrong code for ``uid`` in this clock hour; False once the hour's budget is spent.
+def typed_chat_code(typed: object) -> str | None:
+    """The chat code as the person sent it (any case, spaces and dashes allowed), or None."""
+    if not isinstance(typed, str) or len(typed) > 64:
+        return None
+    code = _NOT_CODE.sub("", typed).upper()
+    if len(code) != CHAT_CODE_LENGTH or any(char not in CHAT_CODE_ALPHABET for char in code):
+        return None
+    return code
 
-    Each wrong guess claims the next of a fixed number of slots, so the bound holds across browsers
-    and processes with any :class:`~flask_omi.stores.KeyStore` (claims are atomic)."""
-    hour = int(now // 3600)
-    digest = hashlib.sha256(uid.encode()).hexdigest()[:24]
-    for slot in range(MAX_WRONG_PER_UID_PER_HOUR):
-        if store.claim(f"confirm-wrong:{digest}:{hour}:{slot}", 3600) == "new":
-            return True
-    return False
+
+def hashed(value: str) -> str:
+    """A uid or an address as the store's counters name it (not the value itself)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:24]
 
 
 _BROWSERS = (
@@ -124,7 +103,8 @@ _SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Wi
 
 
 def describe_browser(user_agent: str | None) -> str:
-    """``Chrome on Windows``: where a request came from, in words a person knows (no IP address)."""
+    """``Chrome on Windows``: the browser as it describes itself, in a few fixed words (no IP
+    address, and nothing copied from the request: a requester can only pick among these words)."""
     agent = user_agent or ""
     browser = next((name for marker, name in _BROWSERS if marker in agent), "a browser")
     system = next((name for marker, name in _SYSTEMS if marker in agent), None)
@@ -132,9 +112,10 @@ def describe_browser(user_agent: str | None) -> str:
 
 
 def message(site: str, code: str, browser: str, now: float) -> str:
-    """The notification: who asks, from where and when, the code, and never to share it."""
+    """The notification: which site asks (from configuration only), when, the code, and never to
+    share it. The browser's description is the requester's word, and is labelled as such."""
     at = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%H:%M UTC")
     return (
-        f"Your code to sign in to {site} is {grouped(code)}. Requested from {browser} at {at}. "
-        "Never share this code. If you did not try to sign in, ignore this message."
+        f"Your code to sign in to {site} is {grouped(code)}. Asked for at {at} (the browser says it "
+        f"is {browser}). Never share this code. If you did not try to sign in, ignore this message."
     )

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast, overload
 from flask import current_app, redirect, request
 from werkzeug.urls import iri_to_uri
 
-from .confirm_views import confirmation_required, is_confirmed, pending
+from .confirm_views import confirmation_required, has_pending, is_confirmed
 from .extension import get_extension
 from .responses import json_error, login_url, no_store, wants_json
 from .user import load_user_in_request
@@ -77,7 +77,7 @@ def _refused(confirmation_owed: bool) -> Any:
     """The answer to a request the view does not run for: signed out, or a code still owed."""
     if request.method == "OPTIONS":
         return current_app.make_default_options_response()
-    if confirmation_owed or pending() is not None:
+    if confirmation_owed or has_pending():
         return confirmation_required(current_path(), wants_json())
     return unauthorized()
 

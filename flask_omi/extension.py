@@ -7,26 +7,32 @@ of the client: :mod:`flask_omi.client` itself imports no Flask.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 
 from .client import OmiClient
 from .config import store_for
+from .confirm_records import ConfirmLedger
 from .errors import OmiConfigError
+from .keystore import MemoryStore, RecordStore
 from .stores import KeyStore, PerProcessNotice, is_per_process
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+_logger = logging.getLogger("flask_omi")
+
 UserLoader = Callable[[str], Any]
 UidVerifier = Callable[[str], Any]
 SetupChecker = Callable[[str], Any]
 UnauthorizedHandler = Callable[[], Any]
+NeedsConfirmationHandler = Callable[[], Any]
 
 
 @dataclass
@@ -37,6 +43,7 @@ class OmiHandlers:
     uid_verifiers: list[UidVerifier] = field(default_factory=list)
     setup_checker: SetupChecker | None = None
     unauthorized: UnauthorizedHandler | None = None
+    needs_confirmation: NeedsConfirmationHandler | None = None
 
 
 @dataclass
@@ -70,6 +77,30 @@ class OmiExtension:
             self._state_store = (value, store)
             self.state_notice.active = is_per_process(store)
         return store
+
+    #: Confirmation records when OMI_STATE_REGISTRY names no store: this process only, refusing
+    #: when full (a security budget never forgets); ``flask omi check`` flags it under several
+    #: processes.
+    _local_confirm_store: MemoryStore = field(
+        default_factory=lambda: MemoryStore(100_000, when_full="refuse"), repr=False
+    )
+    #: Said once when the confirmation records are per process and the server runs several.
+    confirm_notice: PerProcessNotice = field(
+        default_factory=lambda: PerProcessNotice(
+            "OMI_STATE_REGISTRY",
+            "sign-in confirmation codes and their guessing budgets are counted per worker",
+            True,
+        ),
+        repr=False,
+    )
+
+    def confirm_ledger(self, config: Mapping[str, Any], key: bytes) -> ConfirmLedger:
+        """The app's confirmation records, in ``OMI_STATE_REGISTRY``'s store or this process's."""
+        store = self.state_store(config)
+        self.confirm_notice.active = store is None or is_per_process(store)
+        if has_request_context():
+            self.confirm_notice.check(request.environ.get("wsgi.multiprocess"), _logger)
+        return ConfirmLedger(cast(RecordStore, store or self._local_confirm_store), key)
 
     #: The app's user loader when the blueprint has none: set by an integration that knows how to
     #: load users (the Flask-Login bridge's ``load_user``), for this app only.

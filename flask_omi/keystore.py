@@ -2,7 +2,9 @@
 
 A key moves through three states: absent; ``running`` (claimed by :meth:`KeyStore.claim`); ``done``
 (:meth:`KeyStore.finish`). :meth:`KeyStore.abandon` forgets it. Every entry expires after the time
-its caller gives. Two backends, side by side:
+its caller gives. Both backends also keep small records and counters (:class:`RecordStore`: ``put``,
+``get``, ``count``), for what must live on the server rather than in a cookie a client can copy: a
+pending sign-in confirmation and its budgets. Two backends, side by side:
 
 - :class:`MemoryStore`: this process only, bounded; what happens when it is full is the *use's*
   failure policy, chosen by the caller (``when_full``);
@@ -53,6 +55,23 @@ class KeyStore(Protocol):
         ...  # pragma: no cover - a protocol
 
 
+@runtime_checkable
+class RecordStore(KeyStore, Protocol):
+    """A :class:`KeyStore` that also keeps short records and counters, atomically."""
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
+        ...  # pragma: no cover - a protocol
+
+    def get(self, key: str) -> str | None:
+        """The value stored under ``key`` (by :meth:`put`, or a claim's own), or None."""
+        ...  # pragma: no cover - a protocol
+
+    def count(self, key: str, ttl: int) -> int:
+        """Add one to the counter ``key`` and return it; a new counter lives ``ttl`` seconds."""
+        ...  # pragma: no cover - a protocol
+
+
 class MemoryStore:
     """A store in this process's memory, of at most ``max_entries`` live keys.
 
@@ -68,7 +87,8 @@ class MemoryStore:
         when_full: WhenFull = "refuse",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: dict[str, tuple[Claim, float]] = {}
+        #: A claim ("running", "done"), a record (other text) or a counter (an int), and its expiry.
+        self._entries: dict[str, tuple[Any, float]] = {}
         #: Every write's (expiry, key), oldest write first. An item whose key has since been written
         #: again or forgotten is stale and skipped: this finds expired keys without scanning.
         self._writes: deque[tuple[float, str]] = deque()
@@ -91,7 +111,7 @@ class MemoryStore:
     def _claim(self, key: str, ttl: int, now: float) -> Claim:
         entry = self._entries.get(key)
         if entry is not None and entry[1] > now:
-            return entry[0]
+            return "done" if entry[0] == "done" else "running"
         self._write(key, "running", now + max(1, ttl), now)
         return "new"
 
@@ -106,10 +126,35 @@ class MemoryStore:
         with self._lock:
             self._forget(key)
 
+    def put(self, key: str, value: str, ttl: int) -> None:
+        """See :meth:`RecordStore.put`."""
+        now = self._clock()
+        with self._lock:
+            self._write(key, value, now + max(1, ttl), now)
+
+    def get(self, key: str) -> str | None:
+        """See :meth:`RecordStore.get`."""
+        entry = self._entries.get(key)
+        if entry is None or entry[1] <= self._clock() or not isinstance(entry[0], str):
+            return None
+        return entry[0]
+
+    def count(self, key: str, ttl: int) -> int:
+        """See :meth:`RecordStore.count`."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] > now and isinstance(entry[0], int):
+                value, expires = entry[0] + 1, entry[1]
+                self._entries[key] = (value, expires)  # the same expiry: the write log stays right
+                return value
+            self._write(key, 1, now + max(1, ttl), now)
+            return 1
+
     def _forget(self, key: str) -> None:
         self._entries.pop(key, None)
 
-    def _write(self, key: str, claim: Claim, expires: float, now: float) -> None:
+    def _write(self, key: str, claim: Any, expires: float, now: float) -> None:
         # Keys written first mostly expire first: dropping expired ones from the front of the
         # write log costs little on each write. A full store is swept whole before it refuses or
         # forgets a live key, at most once a second: a sweep reads every key, and a full store
@@ -169,6 +214,14 @@ return {0}
 """
 
 
+#: A counter that expires ``ARGV[1]`` seconds after it was first counted.
+_COUNT_SCRIPT = """
+local value = redis.call('INCR', KEYS[1])
+if value == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return value
+"""
+
+
 class RedisStore:
     """A store in Redis, shared by every instance: each claim is one atomic script on the server,
     so one round trip, however many keys a request claims (:meth:`claim_all`).
@@ -184,6 +237,7 @@ class RedisStore:
         self._redis, self._prefix = redis, prefix
         register = getattr(redis, "register_script", None)
         self._script = register(_CLAIM_SCRIPT) if callable(register) else None
+        self._count_script = register(_COUNT_SCRIPT) if callable(register) else None
 
     def claim(self, key: str, ttl: int) -> Claim:
         """See :meth:`KeyStore.claim`."""
@@ -223,6 +277,25 @@ class RedisStore:
     def abandon(self, key: str) -> None:
         """See :meth:`KeyStore.abandon`."""
         self._redis.delete(self._prefix + key)
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        """See :meth:`RecordStore.put`."""
+        self._redis.set(self._prefix + key, value.encode(), ex=max(1, ttl))
+
+    def get(self, key: str) -> str | None:
+        """See :meth:`RecordStore.get`."""
+        value = self._redis.get(self._prefix + key)
+        return None if value is None else _as_bytes(value).decode()
+
+    def count(self, key: str, ttl: int) -> int:
+        """See :meth:`RecordStore.count`: one round trip (a script: INCR, and EXPIRE when new)."""
+        name = self._prefix + key
+        if self._count_script is not None:
+            return int(self._count_script(keys=[name], args=[max(1, ttl)]))
+        value = int(self._redis.incr(name))
+        if value == 1:
+            self._redis.expire(name, max(1, ttl))
+        return value
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self._prefix!r})"

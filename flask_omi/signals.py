@@ -5,6 +5,9 @@
 - ``omi_login_failed(app, error_code=..., error=...)``: a callback was refused.
 - ``omi_logout_requested(app)``: someone asked to sign out (``POST /omi/logout``), whether or not
   an OMI uid is still in the session; integrations sign out of what they signed in.
+- ``omi_confirm_flooded(app, limit=..., uid=...)``: a confirmation budget ran out
+  (``codes_per_address``, ``sends_per_uid`` or ``comparisons_per_uid``): someone may be flooding a
+  user's phone or guessing codes. Connect it to alert.
 """
 
 from __future__ import annotations
@@ -17,3 +20,4 @@ omi_logged_in = _signals.signal("omi-logged-in")
 omi_logged_out = _signals.signal("omi-logged-out")
 omi_login_failed = _signals.signal("omi-login-failed")
 omi_logout_requested = _signals.signal("omi-logout-requested")
+omi_confirm_flooded = _signals.signal("omi-confirm-flooded")

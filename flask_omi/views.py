@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from flask import Response, current_app, jsonify, redirect, render_template, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
-from .confirm_views import send_code
+from .confirm_views import start_confirmation
 from .errors import (
     OmiApiError,
     OmiCallbackError,
@@ -85,7 +85,7 @@ def callback() -> BaseResponse:
                 raise UidRejected()
         if current_app.config["OMI_CONFIRM_SIGNIN"] is True:
             # The uid is only a claim: the sign-in counts once the code sent to its phone is back.
-            return send_code(uid, next_path, "sign-in")
+            return start_confirmation(uid, next_path, "sign-in")
     except OmiCallbackError as error:
         # The code only: the state is a secret and an invalid uid is attacker-chosen text.
         logger.warning("OMI sign-in refused: %s", error.error_code)

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 
 from example_app import create_app
 from flask_omi.testing import FakeOmi, LiveServer, connect_app
 
+from .attack.load import finish, start
 from .chromium import chromium
+from .helpers import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -38,6 +41,7 @@ class Site:
 def example_site(tmp_path: Path, users: dict[str, str], **config: Any) -> Iterator[Site]:
     """The example app and a fake OMI on loopback, the app registered in the fake with exactly what
     `flask omi check` prints for pasting into OMI, and ``users`` (uid -> name) set up."""
+    port = free_port()
     with FakeOmi() as fake:
         app = create_app(
             {
@@ -45,10 +49,11 @@ def example_site(tmp_path: Path, users: dict[str, str], **config: Any) -> Iterat
                 "OMI_API_BASE": fake.url,
                 "EXAMPLE_DB": str(tmp_path / "e2e.db"),
                 "OMI_SIGNING_SECRET": TOOLS_SECRET,
+                "OMI_EXTERNAL_URL": f"http://127.0.0.1:{port}",
                 **config,
             }
         )
-        server = LiveServer(app).bind()
+        server = LiveServer(app, port).bind()
         connect_app(fake, fake.url, app, server.url, name="Example OMI app")
         for uid, name in users.items():
             fake.enable_app(uid, "e2e-app")
@@ -263,23 +268,71 @@ def test_the_forged_uid_attack_fails_in_a_browser(page: Any, confirming_site: Si
     assert page.url.startswith(site.fake.url)  # still signed out: sent to sign in again
 
 
-def test_the_demo_asks_for_a_code_before_deleting_notes(page: Any, tmp_path: Path) -> None:
-    """make demo's step-up: signed in at once, a code before the sensitive action."""
+def test_a_flood_of_sign_ins_with_alices_uid_leaves_her_the_chat_channel(
+    page: Any, confirming_site: Site
+) -> None:
+    """Anyone who knows alice's uid spends the app's part of OMI's notification quota for her; she
+    still signs in by sending the page's short code to the app in OMI's (fake) chat."""
+    site = confirming_site
+    for _ in range(5):  # OMI_CONFIRM_SENDS_PER_UID
+        attacker = requests.Session()
+        state = start(attacker, site.url)
+        assert finish(attacker, site.url, "alice", state).status_code == 303
+    assert len(site.fake.notifications_for("alice")) == 5
+    page.goto(f"{site.url}/dashboard")
+    sign_in_on_omi(page, "alice")
+    page.wait_for_url(f"{site.url}/omi/confirm")
+    assert page.is_visible("#omi-no-code-sent") and len(site.fake.notifications_for("alice")) == 5
+    confirm_in_omis_chat(page)
+    page.wait_for_url(f"{site.url}/dashboard")
+    assert page.text_content("#uid") == "alice"
+
+
+def confirm_in_omis_chat(page: Any) -> None:
+    """Read the short code off the confirm page, send it in the fake OMI's chat (which calls the
+    app's omi_confirm_sign_in tool, signed, as OMI's assistant does), then press Continue."""
+    code = page.text_content("#omi-chat-code")
+    chat = page.context.new_page()
+    chat.goto(page.get_attribute("#omi-fake-chat", "href"))
+    chat.fill("#arg-omi_confirm_sign_in-code", code)
+    chat.click("#tool-omi_confirm_sign_in .call-tool")
+    chat.wait_for_selector(".tool-answer")
+    assert (chat.text_content(".tool-answer") or "").startswith("Confirmed: your sign-in to 127.0.0.1:")
+    shot(chat, "10-confirm-in-omis-chat")
+    chat.close()
+    page.click("#omi-chat-done")
+
+
+@contextmanager
+def demo(tmp_path: Path) -> Iterator[tuple[str, FakeOmi]]:
+    """``make demo``'s app and fake OMI, on free loopback ports."""
     from example_app.__main__ import demo_app
 
-    app, fake = demo_app(port=0, fake_port=0, db_path=str(tmp_path / "demo.db"))
-    server = LiveServer(app).bind()
-    connect_app(fake, fake.url, app, server.url, name="Example OMI app")
-    server.start()
+    port = free_port()
+    app, fake = demo_app(port=port, fake_port=0, db_path=str(tmp_path / "demo.db"))
+    server = LiveServer(app, port).start()
     try:
-        page.goto(f"http://127.0.0.1:{server.port}/dashboard")
-        sign_in_on_omi(page, "fake-user-1")
-        page.wait_for_url("**/dashboard")
-        page.fill("#note", "a private note")
-        page.click("#add-note")
-        page.click("#delete-notes")
-        page.wait_for_url("**/omi/confirm?next=/notes/delete")
-        page.click("#omi-send-button")
+        yield server.url, fake
+    finally:
+        server.stop()
+        fake.stop()
+
+
+def write_a_note_then_delete(page: Any, base: str) -> None:
+    page.goto(f"{base}/dashboard")
+    sign_in_on_omi(page, "fake-user-1")
+    page.wait_for_url("**/dashboard")
+    page.fill("#note", "a private note")
+    page.click("#add-note")
+    page.click("#delete-notes")
+    page.wait_for_url("**/omi/confirm?next=/notes/delete")
+    page.click("#omi-send-button")
+
+
+def test_the_demo_asks_for_a_code_before_deleting_notes(page: Any, tmp_path: Path) -> None:
+    """make demo's step-up: signed in at once, a code before the sensitive action."""
+    with demo(tmp_path) as (base, fake):
+        write_a_note_then_delete(page, base)
         code = fake.notifications_for("fake-user-1")[-1].split(" is ")[1][:9]
         page.fill("#omi-code", code)
         page.click("#omi-confirm-button")
@@ -287,6 +340,15 @@ def test_the_demo_asks_for_a_code_before_deleting_notes(page: Any, tmp_path: Pat
         page.click("#confirm-delete")
         page.wait_for_url("**/dashboard")
         assert "Deleted 1 note(s)." in page.text_content("main")
-    finally:
-        server.stop()
-        fake.stop()
+
+
+def test_the_demo_confirms_through_omis_chat(page: Any, tmp_path: Path) -> None:
+    """make demo with both channels: the short code sent in the fake OMI's chat confirms too."""
+    with demo(tmp_path) as (base, _):
+        write_a_note_then_delete(page, base)
+        shot(page, "11-confirm-page-with-chat-code")
+        confirm_in_omis_chat(page)
+        page.wait_for_url("**/notes/delete")
+        page.click("#confirm-delete")
+        page.wait_for_url("**/dashboard")
+        assert "Deleted 1 note(s)." in page.text_content("main")

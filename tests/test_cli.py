@@ -24,6 +24,10 @@ GOOD = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "__Host-session",
     "OMI_STATE_REGISTRY": MemoryStateRegistry(),
+    "OMI_CONFIRM_SIGNIN": True,
+    "OMI_API_KEY": "sk_test_key",
+    "OMI_EXTERNAL_URL": "https://a.example",
+    "OMI_SINGLE_PROCESS": True,
 }
 
 
@@ -165,7 +169,7 @@ def test_fake_server_command(tmp_path: Path) -> None:
 def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:
     from flask_omi import OmiWebhooks
 
-    app = make_app(OmiBlueprint(), **GOOD)
+    app = make_app(OmiBlueprint(), **{**GOOD, "OMI_SINGLE_PROCESS": False, "OMI_CONFIRM_SIGNIN": False})
     app.register_blueprint(OmiWebhooks())
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
     assert "Webhook URL (memory_creation): https://app.example.com/omi/webhooks/conversation" in result.stdout

@@ -51,10 +51,16 @@ class ToolsState:
     #: Where received calls are remembered to refuse replays (``OMI_TOOLS_DEDUP``), or None.
     ledger: KeyStore | None
     clock: Callable[[], float]
-    #: The declared tools, by name (the blueprint's own dict).
+    #: The declared tools, by name: this app's copy of the blueprint's (the sign-in's chat
+    #: confirmation adds its tool here).
     specs: dict[str, ToolSpec]
     #: Said once when the replay store is per process and the server runs several processes.
     notice: PerProcessNotice | None = None
+    #: OMI's manifest setting for chat messages (``OmiTools(chat_messages=...)``).
+    chat_messages: dict[str, Any] | None = None
+    #: Made by the sign-in for its chat confirmation tool in an app without tools of its own: an
+    #: ``OmiTools`` registered later takes its place (its routes stay as aliases serving the same).
+    stand_in: bool = False
 
 
 class OmiTools(HandlersBeforeRegistration, Blueprint):
@@ -112,10 +118,12 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
 
         return register(func) if func is not None else register
 
-    def _set_up_app(self, state: BlueprintSetupState) -> None:
+    def _set_up_app(self, state: BlueprintSetupState, stand_in: bool = False) -> None:
         self._close_handlers()
         app = state.app
-        claim_extension_slot(app, "omi_tools", "OmiTools")
+        existing: ToolsState | None = app.extensions.get("omi_tools")
+        if existing is None or not existing.stand_in:
+            claim_extension_slot(app, "omi_tools", "OmiTools")
         set_up(app)
         exempt_from_csrf(app, self)
         if any(spec.requires_sign_in or "user" in spec.injected for spec in self.specs.values()):
@@ -131,13 +139,25 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         notice = PerProcessNotice(
             "OMI_TOOLS_DEDUP", "a signed call replayed to another worker runs again", is_per_process(ledger)
         )
+        specs = dict(self.specs)
+        if existing is not None:  # the sign-in's stand-in: this app's own tools take its place
+            for name in specs.keys() & existing.specs.keys():
+                raise OmiConfigError(f"a tool named {name!r} is already declared (flask-omi needs it)")
+            specs.update(existing.specs)
         app.extensions["omi_tools"] = ToolsState(
-            endpoint_prefix=prefix, ledger=ledger, clock=time.time, specs=self.specs, notice=notice
+            endpoint_prefix=prefix,
+            ledger=ledger,
+            clock=time.time,
+            specs=specs,
+            notice=notice,
+            chat_messages=self.chat_messages,
+            stand_in=stand_in,
         )
 
     # -- routes -------------------------------------------------------------------------------------
     def _manifest(self) -> Response:
-        prefix = current_app.extensions["omi_tools"].endpoint_prefix
+        state: ToolsState = current_app.extensions["omi_tools"]
+        prefix = state.endpoint_prefix
         tools = [
             # Absolute: OMI turns a relative endpoint into App Home URL + path by concatenation
             # (apps.py _process_chat_tools_manifest, 0045c1a9), which is not where the tool is.
@@ -145,18 +165,18 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
                 external_url(current_app.config, url_for(f"{prefix}.call", tool_name=name))
                 or url_for(f"{prefix}.call", tool_name=name, _external=True)
             )
-            for name, spec in self.specs.items()
+            for name, spec in state.specs.items()
         ]
         manifest: dict[str, Any] = {"tools": tools}
-        if self.chat_messages is not None:
-            manifest["chat_messages"] = self.chat_messages
+        if state.chat_messages is not None:
+            manifest["chat_messages"] = state.chat_messages
         return jsonify(manifest)
 
     def _call(self, tool_name: str) -> Response:
         # Each proxy is resolved once: a call passes through a dozen checks (see benchmarks/).
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        spec = self.specs.get(tool_name)
+        spec = app.extensions["omi_tools"].specs.get(tool_name)
         if spec is None:
             return _error(app, 404, f"This app has no tool named {tool_name!r}.")
         if req.method != spec.method:
@@ -311,6 +331,13 @@ def _run(app: Flask, spec: ToolSpec, arguments: dict[str, Any]) -> Response:
     except Exception:
         logger.exception("OMI tool %s failed", spec.name)
         return _error(app, 500, f"{spec.name} failed. Please try again later.")
+
+
+class _StandInTools(OmiTools):
+    """The tools of an app that declares none, made by the sign-in for its chat confirmation."""
+
+    def _set_up_app(self, state: BlueprintSetupState, stand_in: bool = True) -> None:
+        super()._set_up_app(state, stand_in=True)
 
 
 #: The default instance most apps register.

@@ -12,20 +12,31 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_omi import OmiBlueprint, OmiConfigError, current_omi_user, omi_logged_in, omi_login_required
+from flask_omi import (
+    OmiBlueprint,
+    OmiConfigError,
+    current_omi_user,
+    omi_confirm_flooded,
+    omi_logged_in,
+    omi_login_required,
+)
 from flask_omi.testing import FakeOmi
 
 from ..conftest import APP_ID, Clock, make_app, start_login
 from ..helpers import assert_refused
 
 CODE = re.compile(r"is (\d{4}) (\d{4})\.")
+SITE = "https://notes.example.com"
 
 
 def confirming_app(fake: FakeOmi, mode: Any = True, **config: Any) -> Flask:
     _, key = fake.register_app(APP_ID, app_home_url="http://127.0.0.1:9/omi/callback")
     for uid in ("victim", "attacker", "owner"):
         fake.enable_app(uid, APP_ID)
-    app = make_app(OmiBlueprint(), OMI_API_KEY=key, OMI_API_BASE=fake.url, OMI_CONFIRM_SIGNIN=mode, **config)
+    settings = {"OMI_EXTERNAL_URL": SITE, **config}
+    app = make_app(
+        OmiBlueprint(), OMI_API_KEY=key, OMI_API_BASE=fake.url, OMI_CONFIRM_SIGNIN=mode, **settings
+    )
     app.extensions["omi"].fake_inbox = f"{fake.url}/_fake/inbox"
 
     @app.get("/api/me")
@@ -99,7 +110,7 @@ def test_the_owner_signs_in_with_the_code_from_their_phone(fake_omi: FakeOmi) ->
     callback(owner, "owner", "/dashboard")
     assert signed == [] and signed_in_as(owner) is None  # nothing written for the uid yet
     message = fake_omi.notifications_for("owner")[-1]
-    assert "sign in to localhost" in message and "UTC" in message and "127.0.0.1" not in message
+    assert "sign in to notes.example.com" in message and "UTC" in message and "127.0.0.1" not in message
     done = type_code(owner, latest_code(fake_omi, "owner")[:4] + " " + latest_code(fake_omi, "owner")[4:])
     assert done.status_code == 302 and done.headers["Location"] == "/dashboard"
     assert signed == ["owner"] and signed_in_as(owner) == "owner"
@@ -120,7 +131,7 @@ def test_a_code_is_bound_to_the_browser_that_asked_and_works_once(fake_omi: Fake
 def test_guesses_are_bounded_per_uid_across_browsers(fake_omi: FakeOmi) -> None:
     """Restarting the sign-in buys no more guesses: 20 wrong codes per uid per hour, whatever the
     browser (with OMI_STATE_REGISTRY, whatever the process)."""
-    app = confirming_app(fake_omi)
+    app = confirming_app(fake_omi, OMI_CONFIRM_SENDS_PER_UID=10)
     for _ in range(5):
         browser = app.test_client()
         callback(browser, "victim")
@@ -169,7 +180,7 @@ def test_a_uid_without_the_app_gets_a_403_page(fake_omi: FakeOmi) -> None:
 
 
 def test_omis_hourly_limit_is_a_429_page_with_retry_after(fake_omi: FakeOmi) -> None:
-    app = confirming_app(fake_omi)
+    app = confirming_app(fake_omi, OMI_CONFIRM_SENDS_PER_UID=10)
     for _ in range(10):  # OMI's 10 notifications per hour for this app and user
         callback(app.test_client(), "owner")
     refused = callback(app.test_client(), "owner")
@@ -260,3 +271,122 @@ def test_the_confirm_page_links_the_fakes_inbox_only_for_the_fake(fake_omi: Fake
     assert latest_code(fake_omi, "owner")[:4] in inbox
     app.extensions["omi"].fake_inbox = None  # an app talking to the real OMI
     assert "omi-fake-inbox" not in client.get("/omi/confirm").get_data(as_text=True)
+
+
+# -- the Flask ecosystem -------------------------------------------------------------------------------
+def csrf_field(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_both_confirm_forms_work_with_flask_wtfs_csrfprotect_on(fake_omi: FakeOmi) -> None:
+    """CSRFProtect refuses every POST without its token: the confirm page's forms carry it."""
+    from flask_wtf.csrf import CSRFProtect
+
+    app = confirming_app(fake_omi, "step-up")
+    CSRFProtect(app)
+    client = app.test_client()
+    assert callback(client, "owner").status_code == 302
+    bare = client.post("/omi/confirm", data={"send": "1", "form_token": form_token(client)})
+    assert bare.status_code == 400 and "CSRF token is missing" in bare.get_data(as_text=True)
+    page = client.get("/omi/confirm?next=/notes/delete").get_data(as_text=True)
+    sent = client.post(
+        "/omi/confirm",
+        data={
+            "send": "1",
+            "next": "/notes/delete",
+            "form_token": form_token(client),
+            "csrf_token": csrf_field(page),
+        },
+    )
+    assert sent.status_code == 303, sent.get_data(as_text=True)
+    page = client.get("/omi/confirm").get_data(as_text=True)
+    done = client.post(
+        "/omi/confirm",
+        data={
+            "code": latest_code(fake_omi, "owner"),
+            "form_token": form_token(client),
+            "csrf_token": csrf_field(page),
+        },
+    )
+    assert done.status_code == 302 and done.headers["Location"] == "/notes/delete"
+    # Sign-in renewed the session, and CSRFProtect's token with it: the next page carries a new one.
+    page = client.get("/omi/confirm").get_data(as_text=True)
+    deleted = client.post("/notes/delete", data={"csrf_token": csrf_field(page)})
+    assert deleted.get_data(as_text=True) == "deleted the notes of owner"
+
+
+def test_a_needs_confirmation_handler_replaces_the_confirm_redirect(fake_omi: FakeOmi) -> None:
+    """Flask-Login's needs_refresh_handler, for OMI's confirmation."""
+    _, key = fake_omi.register_app(APP_ID, app_home_url="http://127.0.0.1:9/omi/callback")
+    bp = OmiBlueprint()
+
+    @bp.needs_confirmation_handler
+    def ask_for_a_passkey() -> tuple[str, int]:
+        return "confirm with your passkey", 401
+
+    app = make_app(
+        bp, OMI_API_KEY=key, OMI_API_BASE=fake_omi.url, OMI_CONFIRM_SIGNIN="step-up", OMI_EXTERNAL_URL=SITE
+    )
+
+    @app.post("/notes/delete")
+    @omi_login_required(confirmed=True)
+    def delete_notes() -> str:
+        return "deleted"
+
+    client = app.test_client()
+    assert callback(client, "owner").status_code == 302
+    asked = client.post("/notes/delete")
+    assert asked.status_code == 401 and asked.get_data(as_text=True) == "confirm with your passkey"
+
+
+def test_confirm_omi_sign_in_marks_the_sign_in_confirmed_for_an_apps_own_second_factor(
+    fake_omi: FakeOmi,
+) -> None:
+    from flask_omi import confirm_omi_sign_in
+
+    app = confirming_app(fake_omi, "step-up")
+
+    @app.post("/passkey")
+    def passkey() -> str:
+        confirm_omi_sign_in()  # the app checked a second factor of its own here
+        return "ok"
+
+    client = app.test_client()
+    with app.test_request_context(), pytest.raises(RuntimeError, match="needs a signed-in OMI user"):
+        confirm_omi_sign_in()
+    callback(client, "owner")
+    assert client.post("/notes/delete", headers={"Accept": "application/json"}).status_code == 401
+    assert client.post("/passkey").get_data(as_text=True) == "ok"
+    assert client.post("/notes/delete").get_data(as_text=True) == "deleted the notes of owner"
+    assert fake_omi.notifications_for("owner") == []  # no code was needed
+
+
+def test_the_confirm_page_takes_the_apps_layout_without_copying_the_template(
+    fake_omi: FakeOmi, tmp_path: Any
+) -> None:
+    (tmp_path / "site.html").write_text(
+        '<html><body class="my-site"><h2>Notes</h2>{% block content %}{% endblock %}</body></html>'
+    )
+    app = confirming_app(fake_omi, OMI_TEMPLATE_LAYOUT="site.html")
+    app.template_folder = str(tmp_path)
+    client = app.test_client()
+    callback(client, "owner")
+    page = client.get("/omi/confirm").get_data(as_text=True)
+    assert '<body class="my-site"><h2>Notes</h2>' in page and 'id="omi-confirm-form"' in page
+    assert "<style>" not in page  # flask-omi's own layout is not used
+
+
+def test_a_flood_is_signalled_and_logged_without_the_uid(
+    fake_omi: FakeOmi, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = confirming_app(fake_omi, OMI_CONFIRM_SENDS_PER_UID=1)
+    seen: list[tuple[str, str]] = []
+    omi_confirm_flooded.connect(lambda sender, limit, uid: seen.append((limit, uid)), app, weak=False)
+    callback(app.test_client(), "victim")
+    with caplog.at_level(logging.WARNING, logger="flask_omi"):
+        assert_refused(callback(app.test_client(), "victim"), 429, "confirmation_rate_limited")
+    assert seen == [("sends_per_uid", "victim")]
+    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "flask_omi")
+    assert "sends_per_uid limit is reached" in ours and "victim" not in ours

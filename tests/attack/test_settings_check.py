@@ -20,6 +20,11 @@ GOOD: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "__Host-session",
     "OMI_STATE_REGISTRY": MemoryStateRegistry(),
+    # Every sign-in confirmed with a code to the uid's OMI app, in an app that runs one process.
+    "OMI_CONFIRM_SIGNIN": True,
+    "OMI_API_KEY": "sk_test_key",
+    "OMI_EXTERNAL_URL": "https://app.example.com",
+    "OMI_SINGLE_PROCESS": True,
 }
 
 
@@ -63,6 +68,11 @@ FINDINGS: list[tuple[str, dict[str, Any], str, bool]] = [
     ("logout by GET", {"OMI_LOGOUT_ALLOW_GET": True}, "OMI_LOGOUT_ALLOW_GET is on", False),
     ("a day's tolerance", {"OMI_WEBHOOK_TOLERANCE": 86400}, "OMI_WEBHOOK_TOLERANCE is 86400", True),
     ("a gigabyte body", {"OMI_WEBHOOK_MAX_BYTES": 2**30}, "OMI_WEBHOOK_MAX_BYTES is over", True),
+    # Confirmed sign-in (the fourth review):
+    ("confirmation budgets per process", {"OMI_SINGLE_PROCESS": False}, "guessing budgets in each process", True),
+    ("sign-in on the unsigned uid", {"OMI_CONFIRM_SIGNIN": False}, "trusts the unsigned uid", False),
+    ("step-up only", {"OMI_CONFIRM_SIGNIN": "step-up"}, "OMI_CONFIRM_SIGNIN is 'step-up'", False),
+    ("sign-out keeps the session", {"OMI_LOGOUT_CLEAR_SESSION": False}, "OMI_LOGOUT_CLEAR_SESSION is False", False),
 ]  # fmt: skip
 
 
@@ -95,7 +105,7 @@ def receiving_app(**config: Any) -> Any:
 RECEIVING: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unsigned", {"OMI_SIGNING_SECRET": None, "OMI_SINGLE_PROCESS": True},
      ["webhooks are accepted unsigned", "tool calls are accepted unsigned"]),
-    ("per-process stores", {"OMI_SIGNING_SECRET": "whsec_x"},
+    ("per-process stores", {"OMI_SIGNING_SECRET": "whsec_x", "OMI_SINGLE_PROCESS": False},
      ["OMI_WEBHOOK_DEDUP is kept in each process", "OMI_TOOLS_DEDUP is kept in each process"]),
     ("replay refusal off", {"OMI_SIGNING_SECRET": "whsec_x", "OMI_SINGLE_PROCESS": True, "OMI_TOOLS_DEDUP": False},
      ["OMI_TOOLS_DEDUP is off"]),
@@ -153,6 +163,21 @@ def test_each_finding(name: str, config: dict[str, Any], needle: str, fatal: boo
     assert code == (1 if fatal else 0)
     assert "ok:" not in out
     assert out.splitlines()[-1].startswith("result: ")
+
+
+def test_confirmation_without_the_external_url_must_be_fixed() -> None:
+    """Registration refuses it; an app that removes the setting afterwards is still caught."""
+    app = make_app(OmiBlueprint(), **GOOD)
+    app.config["OMI_EXTERNAL_URL"] = None
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 1 and "OMI_CONFIRM_SIGNIN is on without OMI_EXTERNAL_URL" in result.output
+
+
+def test_confirmation_with_a_shared_registry_passes_under_several_processes(redis_url: str) -> None:
+    import redis
+
+    code, out, _ = check(OMI_SINGLE_PROCESS=False, OMI_STATE_REGISTRY=redis.Redis.from_url(redis_url))
+    assert code == 0 and "guessing budgets" not in out, out
 
 
 def test_everything_wrong_at_once_is_reported_in_one_place() -> None:

@@ -1,4 +1,10 @@
-"""The app the multi-instance and load tests run under gunicorn (configured by environment)."""
+"""The app the multi-instance and load tests run under gunicorn (configured by environment).
+
+``TEST_SECRET_KEY``; ``TEST_OMI_BASE`` (the fake OMI); ``TEST_REDIS_URL`` with ``TEST_SESSIONS``
+(``redis``: Flask-Session, else cookies) and ``TEST_STATE_REGISTRY`` (``redis`` or ``memory``);
+``TEST_CONFIRM`` with ``TEST_OMI_API_KEY`` (confirmed sign-in); ``TEST_VERIFY_DELAY``,
+``TEST_WEBHOOKS``, ``TEST_TOOLS``.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +46,12 @@ def create() -> Flask:
         app.config["OMI_STATE_REGISTRY"] = redis.from_url(redis_url)
     elif registry == "memory":
         app.config["OMI_STATE_REGISTRY"] = MemoryStateRegistry()
+    if os.environ.get("TEST_CONFIRM"):  # confirmed sign-in, codes sent through the fake OMI
+        app.config.update(
+            OMI_CONFIRM_SIGNIN=True,
+            OMI_API_KEY=os.environ["TEST_OMI_API_KEY"],
+            OMI_EXTERNAL_URL="https://notes.example.com",
+        )
     bp = OmiBlueprint()
     delay = float(os.environ.get("TEST_VERIFY_DELAY", "0"))
     if delay:

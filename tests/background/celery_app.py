@@ -3,7 +3,8 @@
 Configured by environment: ``TEST_REDIS_URL`` (store and broker), ``TEST_TIME_LIMIT`` (the
 task's time limit), ``TEST_VISIBILITY_TIMEOUT`` (when the broker hands out a dead worker's
 message again). The handlers count what they do in Redis hashes, keyed by conversation id:
-``starts`` (a run began), ``runs`` (a run completed), ``fails`` (a run raised on purpose).
+``starts`` (a run began), ``runs`` (a run completed), ``fails`` (a run raised on purpose); and
+``ran_on``, the ``--hostname`` of the worker whose run completed.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def create() -> Flask:
         if counts.hincrby("fails", key, 1) <= int(event.raw.get("fail_times", 0)):
             raise RuntimeError("failing on purpose")
         counts.hincrby("runs", key, 1)
+        counts.hset("ran_on", key, _worker_name())
         if event.raw.get("notify"):  # a background handler notifies the user itself
             omi_client().send_notification(event.uid, f"Your summary of {event.structured.title} is ready")
 
@@ -71,6 +73,13 @@ def create() -> Flask:
     app.register_blueprint(hooks)
     app.add_url_rule("/health", "health", lambda: "ok")
     return app
+
+
+def _worker_name() -> str:
+    """The Celery worker this run is on (``--hostname``), for "both workers took part"."""
+    from celery import current_task
+
+    return str(getattr(current_task.request, "hostname", None) or "?")
 
 
 flask_app = create()
