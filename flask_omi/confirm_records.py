@@ -24,7 +24,19 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from . import confirm
+from .confirm import (
+    CODE_TTL,
+    MAX_CHAT_TRIES_PER_UID_PER_HOUR,
+    MAX_COMPARISONS_PER_UID_PER_HOUR,
+    MAX_TRIES,
+    chat_index,
+    code_mac,
+    hashed,
+    new_chat_code,
+    new_code,
+    typed_chat_code,
+    typed_code,
+)
 from .keystore import RecordStore
 
 Outcome = Literal["confirmed", "wrong", "tries_spent", "budget_spent", "used", "missing"]
@@ -49,7 +61,7 @@ class PendingConfirmation:
     chat_code: str | None = None
 
     def expired(self, now: float) -> bool:
-        return now - self.sent_at > confirm.CODE_TTL
+        return now - self.sent_at > CODE_TTL
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class Opened:
 
 
 #: Records outlive their code by a minute, for clocks that differ between instances.
-_RECORD_TTL = confirm.CODE_TTL + 60
+_RECORD_TTL = CODE_TTL + 60
 
 
 class ConfirmLedger:
@@ -73,12 +85,12 @@ class ConfirmLedger:
     def take_start(self, address: str, now: float, per_address: int) -> bool:
         """One more code started from ``address`` this hour; False once its budget is spent."""
         hour = int(now // 3600)
-        return self.store.count(f"confirm-codes-from:{confirm.hashed(address)}:{hour}", 3600) <= per_address
+        return self.store.count(f"confirm-codes-from:{hashed(address)}:{hour}", 3600) <= per_address
 
     def take_send(self, uid: str, now: float, per_uid: int) -> bool:
         """One more code sent to ``uid`` through OMI this hour; False once its budget is spent."""
         hour = int(now // 3600)
-        return self.store.count(f"confirm-sends:{confirm.hashed(uid)}:{hour}", 3600) <= per_uid
+        return self.store.count(f"confirm-sends:{hashed(uid)}:{hour}", 3600) <= per_uid
 
     # -- records -----------------------------------------------------------------------------------
     def new(
@@ -87,9 +99,9 @@ class ConfirmLedger:
         """A pending confirmation and its code, not yet stored: :meth:`save` it once the code is
         sent (or, with ``notified`` off, once sending was given up for the chat channel)."""
         record_id = secrets.token_urlsafe(18)
-        code = confirm.new_code()
-        mac = confirm.code_mac(self.key, record_id, uid, code)
-        chat_code = confirm.new_chat_code() if chat else None
+        code = new_code()
+        mac = code_mac(self.key, record_id, uid, code)
+        chat_code = new_chat_code() if chat else None
         return Opened(
             PendingConfirmation(record_id, uid, next_path, mac, now, purpose, notify, chat_code), code
         )
@@ -97,8 +109,8 @@ class ConfirmLedger:
     def save(self, record: PendingConfirmation) -> None:
         self.store.put(f"confirm:{record.id}", json.dumps(asdict(record)), _RECORD_TTL)
         if record.chat_code is not None:
-            index = confirm.chat_index(self.key, record.uid, record.chat_code)
-            self.store.put(f"confirm-chat:{index}", record.id, confirm.CODE_TTL)
+            index = chat_index(self.key, record.uid, record.chat_code)
+            self.store.put(f"confirm-chat:{index}", record.id, CODE_TTL)
 
     def load(self, record_id: object) -> PendingConfirmation | None:
         if not isinstance(record_id, str) or not record_id or len(record_id) > 64:
@@ -122,18 +134,18 @@ class ConfirmLedger:
         the tries left. The budgets are taken first, atomically, so that at most ``MAX_TRIES``
         comparisons of one code happen, however many requests arrive at once."""
         hour = int(now // 3600)
-        spent = self.store.count(f"confirm-compared:{confirm.hashed(record.uid)}:{hour}", 3600)
-        if spent > confirm.MAX_COMPARISONS_PER_UID_PER_HOUR:
+        spent = self.store.count(f"confirm-compared:{hashed(record.uid)}:{hour}", 3600)
+        if spent > MAX_COMPARISONS_PER_UID_PER_HOUR:
             return "budget_spent", 0
         tries = self.store.count(f"confirm-tries:{record.id}", _RECORD_TTL)
-        if tries > confirm.MAX_TRIES:
+        if tries > MAX_TRIES:
             return "tries_spent", 0
-        code = confirm.typed_code(typed)
+        code = typed_code(typed)
         right = code is not None and secrets.compare_digest(
-            confirm.code_mac(self.key, record.id, record.uid, code), record.code_mac
+            code_mac(self.key, record.id, record.uid, code), record.code_mac
         )
         if not right:
-            return ("tries_spent" if tries >= confirm.MAX_TRIES else "wrong"), confirm.MAX_TRIES - tries
+            return ("tries_spent" if tries >= MAX_TRIES else "wrong"), MAX_TRIES - tries
         return self._use(record), 0
 
     def _use(self, record: PendingConfirmation) -> Outcome:
@@ -147,14 +159,14 @@ class ConfirmLedger:
         """OMI called the chat tool for ``uid`` (signed) with ``typed``: mark the pending sign-in
         of *that* uid with *that* code confirmed, once. The browser completes it (:meth:`take_chat`)."""
         hour = int(now // 3600)
-        if self.store.count(f"confirm-chat-tries:{confirm.hashed(uid)}:{hour}", 3600) > (
-            confirm.MAX_CHAT_TRIES_PER_UID_PER_HOUR
+        if self.store.count(f"confirm-chat-tries:{hashed(uid)}:{hour}", 3600) > (
+            MAX_CHAT_TRIES_PER_UID_PER_HOUR
         ):
             return "budget_spent", None
-        code = confirm.typed_chat_code(typed)
+        code = typed_chat_code(typed)
         if code is None:
             return "wrong", None
-        record_id = self.store.get(f"confirm-chat:{confirm.chat_index(self.key, uid, code)}")
+        record_id = self.store.get(f"confirm-chat:{chat_index(self.key, uid, code)}")
         record = self.load(record_id)
         if record is None or record.uid != uid or record.expired(now):
             return "wrong", None

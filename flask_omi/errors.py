@@ -125,16 +125,23 @@ class ConfirmationFailed(OmiSignInError):
 
 
 class ConfirmationMissing(ConfirmationFailed):
+    """No confirmation is waiting in this browser: never started, already used, or replaced."""
+
     error_code = "confirmation_missing"
     description = "There is no sign-in waiting for a code in this browser. Please sign in again."
 
 
 class CodeExpired(ConfirmationFailed):
+    """The pending confirmation is older than its code's 5 minutes."""
+
     error_code = "code_expired"
     description = "The code has expired. Please sign in again for a new one."
 
 
 class CodeTriesExhausted(ConfirmationFailed):
+    """The code's 5 comparisons, or the uid's comparisons this hour, are spent (counted in the
+    store, so a copy of the session cookie buys no more)."""
+
     error_code = "code_tries_exhausted"
     description = "Too many wrong codes. Please sign in again for a new one."
 
@@ -150,21 +157,20 @@ class ConfirmationRefused(OmiCallbackError, Forbidden):
 
 
 class ConfirmationRateLimited(OmiCallbackError, TooManyRequests):
-    """OMI's notification limit (10 per hour per app and user) is reached."""
+    """No code may be sent now: OMI's notification limit (10 per hour per app and user), or one of
+    the app's own budgets (codes per uid, codes per client address), is spent."""
 
     error_code = "confirmation_rate_limited"
-    description = "OMI will not send another code to this account just now."
+    description = "No new sign-in code can be sent just now. Please try again later."
 
     def __init__(self, wait_seconds: float | None = None) -> None:
         # Werkzeug's TooManyRequests sends ``Retry-After`` from this: OMI's own wait, passed on.
         super().__init__(retry_after=None if wait_seconds is None else max(1, int(wait_seconds)))
-        #: Seconds until OMI sends again (its ``Retry-After``), when OMI said.
+        #: Seconds until a code can be sent again (OMI's ``Retry-After``, or the budget's hour).
         self.wait_seconds = wait_seconds
         if wait_seconds is not None:
             minutes = max(1, round(wait_seconds / 60))
-            self.description = (
-                f"OMI will not send another code to this account for about {minutes} minute(s)."
-            )
+            self.description = f"No new sign-in code can be sent for about {minutes} minute(s)."
 
 
 class ConfirmationUnavailable(OmiCallbackError, ServiceUnavailable):

@@ -39,6 +39,7 @@ FRAMEWORK_NEUTRAL = (
     "flask_omi.inbound.tool_spec",
     "flask_omi.inbound.deliveries",
     "flask_omi.confirm",
+    "flask_omi.confirm_records",
     "flask_omi._registration",
 )
 
