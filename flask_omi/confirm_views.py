@@ -175,14 +175,14 @@ def _form_token_ok() -> bool:
 
 def _page(record: PendingConfirmation | None, status: int = 200, **context: Any) -> Response:
     extension = get_extension()
-    fake = extension.fake_inbox
+    fake = extension.fake_omi_url
     send_again_at = None
     if record is not None and not record.notified:
         at = datetime.fromtimestamp(_next_hour(extension.clock()), tz=timezone.utc)
         send_again_at = at.strftime("%H:%M UTC")
     chat_url = None
     if fake and record is not None and record.chat_code:
-        chat_url = fake.replace("/_fake/inbox", "/_fake/chat?") + urlencode(
+        chat_url = f"{fake}/_fake/chat?" + urlencode(
             {"app_id": current_app.config["OMI_APP_ID"], "uid": record.uid}
         )
     html = render_template(
@@ -192,7 +192,9 @@ def _page(record: PendingConfirmation | None, status: int = 200, **context: Any)
         form_token=session.get(FORM_TOKEN_KEY, ""),
         digits=confirm.CODE_DIGITS,
         send_again_at=send_again_at,
-        inbox_url=f"{fake}?uid={record.uid}" if fake and record and record.notified else None,
+        inbox_url=f"{fake}/_fake/inbox?" + urlencode({"uid": record.uid})
+        if fake and record and record.notified
+        else None,
         chat_url=chat_url,
         **context,
     )

@@ -55,9 +55,9 @@ class OmiExtension:
     clock: Callable[[], float] = time.time
     #: The app's API client, built on first use by ``omi_client()``.
     client: OmiClient | None = None
-    #: The fake OMI's phone-like inbox page, when the app is connected to the fake (tests, demo):
-    #: the confirm page links to it so that a developer can read the code.
-    fake_inbox: str | None = None
+    #: The fake OMI's base URL, when the app is connected to the fake (tests, demo): the confirm
+    #: page links to its phone-like inbox and its chat, so that a developer can read and send codes.
+    fake_omi_url: str | None = None
     #: ``OMI_STATE_REGISTRY``'s value and the store made of it, made again only when it changes
     #: (the setting may be given after the blueprint is registered).
     _state_store: tuple[object, KeyStore | None] = field(default=(None, None), repr=False)

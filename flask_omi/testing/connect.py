@@ -80,5 +80,5 @@ def connect_app(fake: FakeOmiStore, fake_url: str, app: Flask, base_url: str, **
     app.config.update(OMI_API_BASE=fake_url, OMI_API_KEY=key)
     extension = get_extension(app)
     extension.client = None  # a client built before used the old settings
-    extension.fake_inbox = f"{fake_url}/_fake/inbox"  # the confirm page links to the codes sent
+    extension.fake_omi_url = fake_url  # the confirm page links to the fake's inbox and chat
     return LiveApp(url=base_url, app=app, app_id=str(app.config["OMI_APP_ID"]), api_key=key)

@@ -87,6 +87,27 @@ def test_the_right_code_signs_in_once_even_with_the_cookie_copied_before(fake_om
     assert signed_in_as(thief) is None
 
 
+def test_step_up_codes_are_bounded_in_the_store_too(fake_omi: FakeOmi) -> None:
+    """Step-up had the same hole: a signed-in attacker asks for a code, keeps the cookie, guesses."""
+    app = confirming_app(fake_omi, "step-up")
+    attacker = app.test_client()
+    assert callback(attacker, "victim").status_code == 302  # step-up: signed in on the uid at once
+    attacker.get("/omi/confirm")
+    sent = attacker.post("/omi/confirm", data={"send": "1", "form_token": form_token(attacker)})
+    assert sent.status_code == 303
+    token, kept = form_token(attacker), cookie(attacker)
+    code = latest_code(fake_omi, "victim")
+    compared: list[str] = []
+    for guess in wrong_guesses(code, 30):
+        attacker.set_cookie("session", kept)
+        answer = attacker.post("/omi/confirm", data={"code": guess, "form_token": token})
+        compared += NOT_RIGHT.findall(answer.get_data(as_text=True))
+    assert compared == ["4", "3", "2", "1"]
+    attacker.set_cookie("session", kept)
+    assert_refused(type_code(attacker, code), 400, "code_tries_exhausted")
+    assert attacker.post("/notes/delete").status_code == 302  # still not confirmed
+
+
 def cookie(client: FlaskClient) -> str:
     kept = client.get_cookie("session")
     assert kept is not None

@@ -37,7 +37,7 @@ def confirming_app(fake: FakeOmi, mode: Any = True, **config: Any) -> Flask:
     app = make_app(
         OmiBlueprint(), OMI_API_KEY=key, OMI_API_BASE=fake.url, OMI_CONFIRM_SIGNIN=mode, **settings
     )
-    app.extensions["omi"].fake_inbox = f"{fake.url}/_fake/inbox"
+    app.extensions["omi"].fake_omi_url = fake.url
 
     @app.get("/api/me")
     @omi_login_required
@@ -269,7 +269,7 @@ def test_the_confirm_page_links_the_fakes_inbox_only_for_the_fake(fake_omi: Fake
     assert link and link.group(1) == f"{fake_omi.url}/_fake/inbox?uid=owner"
     inbox = requests.get(link.group(1), timeout=5).text
     assert latest_code(fake_omi, "owner")[:4] in inbox
-    app.extensions["omi"].fake_inbox = None  # an app talking to the real OMI
+    app.extensions["omi"].fake_omi_url = None  # an app talking to the real OMI
     assert "omi-fake-inbox" not in client.get("/omi/confirm").get_data(as_text=True)
 
 
