@@ -144,9 +144,10 @@ def _cookie_scope(config: Any, parts: SplitResult, local: bool) -> list[Finding]
     if domain:
         found.append(
             Finding(
-                False,
+                True,
                 f"SESSION_COOKIE_DOMAIN is {domain!r}: the session cookie is shared with every "
-                "subdomain, any of which can read or overwrite it. Leave it unset.",
+                "subdomain, any of which can read it, or toss in a cookie of its own that signs a "
+                "visitor in as someone else. Leave it unset.",
             )
         )
     if parts.scheme == "https" and not local:

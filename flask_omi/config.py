@@ -9,12 +9,13 @@ values an app sets before or after registration both win over them. Imports no F
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._moved import warn_deprecated
-from .errors import OmiConfigError
+from .errors import OmiConfigError, StoreNotShared
 from .keystore import RecordStore
 from .stores import resolve_store
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 
 DEFAULTS: dict[str, Any] = {
+    # what every process must share
+    "OMI_STORE": None,
     # sign-in
     "OMI_APP_ID": None,
     "OMI_STATE_MAX_AGE": 600,
@@ -67,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
 
 #: One sentence per key, for the generated configuration reference (docs/conf.py) and tests.
 DESCRIPTIONS: dict[str, str] = {
+    "OMI_STORE": "The one store every process shares (a Redis URL or client), for every guard below.",
     "OMI_APP_ID": "The app id from OMI's developer settings; sign-in needs it.",
     "OMI_STATE_MAX_AGE": "Seconds a started sign-in (its state) stays valid.",
     "OMI_MAX_PENDING_SIGNINS": "Sign-ins one browser may have in flight at once; the oldest goes beyond it.",
@@ -114,17 +118,27 @@ def reference_table() -> str:
 
 
 #: Where each setting that takes a store keeps its keys in Redis, and what an in-process store does
-#: when full: replay guards refuse (never forget a live key), de-duplication forgets the oldest.
+#: when full, one policy per purpose: replay guards and single-use claims refuse (never forget a
+#: live key); the de-duplication ledger forgets its oldest entries (logged once, counted), since an
+#: outage is worse than a rare duplicate. Its bound is OMI's retry horizon at a stated rate:
+#: 100,000 handled deliveries kept 3 hours is 9.3 conversation deliveries a second, sustained, per
+#: process; above that the oldest handled deliveries are the ones forgotten, which OMI is least
+#: likely still to retry.
 STORE_SETTINGS: dict[str, dict[str, Any]] = {
     "OMI_STATE_REGISTRY": {"prefix": "omi:state:", "when_full": "refuse", "max_entries": 100_000},
-    "OMI_WEBHOOK_DEDUP": {"prefix": "omi:delivery:", "when_full": "refuse", "max_entries": 100_000},
+    "OMI_WEBHOOK_DEDUP": {"prefix": "omi:delivery:", "when_full": "forget_oldest", "max_entries": 100_000},
     "OMI_TOOLS_DEDUP": {"prefix": "omi:tool-call:", "when_full": "refuse", "max_entries": 100_000},
 }
 
 
 def store_for(config: Mapping[str, Any], key: str) -> Any:
-    """The store ``config[key]`` names, per the :mod:`flask_omi.stores` convention."""
-    return resolve_store(key, config[key], **STORE_SETTINGS[key])
+    """The store ``config[key]`` names, per the :mod:`flask_omi.stores` convention; a setting left
+    at its default follows ``OMI_STORE`` when that is set (one setting for every guard)."""
+    value = config[key]
+    shared = config.get("OMI_STORE")
+    if shared is not None and value is DEFAULTS[key]:
+        value = shared
+    return resolve_store(key, value, **STORE_SETTINGS[key])
 
 
 def apply_defaults(app: App) -> None:
@@ -182,6 +196,10 @@ def _http_url(value: Any) -> bool:
 
 
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "OMI_STORE": (
+        lambda v: v is None or not isinstance(v, (bool, int, float)),
+        "the app's Redis URL (redis://...), its Redis client, a flask_omi.stores.KeyStore, or None",
+    ),
     "OMI_APP_ID": (_text_or_none, "the app id from OMI's developer settings (text)"),
     "OMI_STATE_MAX_AGE": (_positive_number, "a positive number of seconds"),
     "OMI_MAX_PENDING_SIGNINS": (_positive_int, "a positive whole number"),
@@ -226,6 +244,14 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def _refused_unshared(app: App, error: StoreNotShared) -> Any:
+    """A request refused because a per-process store serves several processes: a 500 (OMI retries
+    its deliveries) whose JSON says which setting to set."""
+    body = json.dumps({"error": error.error_code, "error_description": str(error)})
+    make: Any = app.response_class
+    return make(body, status=500, mimetype="application/json")
+
+
 def check_config(app: App) -> None:
     """Every ``OMI_*`` value, checked when a flask-omi blueprint is registered: a bad one fails at
     start-up with its key's name, not as a 500 on the first request that reads it."""
@@ -238,8 +264,11 @@ def check_config(app: App) -> None:
     for key, (valid, what) in _RULES.items():
         if not valid(config[key]):
             raise OmiConfigError(f"{key} must be {what}, not {config[key]!r}.")
+    if config["OMI_STORE"] is not None:
+        resolve_store("OMI_STORE", config["OMI_STORE"], prefix="omi:", when_full="refuse", max_entries=1)
     for key in STORE_SETTINGS:
         store_for(config, key)  # raises OmiConfigError naming the key when unusable
+    app.register_error_handler(StoreNotShared, lambda error: _refused_unshared(app, error))
     for old in LEGACY_SECRETS:
         if config[old] is not None:
             warn_deprecated(

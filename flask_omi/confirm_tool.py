@@ -32,9 +32,9 @@ def omi_confirm_sign_in(
 ) -> str:
     """Confirm a sign-in to this app's website: use it when the person sends the short code that
     the website's sign-in page shows them. Pass the code exactly as they sent it."""
-    site = site_name()
+    site, records = site_name(), ledger()
     try:
-        outcome, _ = ledger().confirm_from_chat(uid, code, get_extension().clock())
+        outcome, _ = records.confirm_from_chat(uid, code, get_extension().clock())
     except Exception as error:  # the store failed: nothing confirmed (fail closed)
         logger.error("OMI sign-in confirmation from the chat: the store failed (%s)", type(error).__name__)
         raise ToolError(f"{site} could not check the code just now. Please try again shortly.") from None

@@ -58,8 +58,9 @@ def pending() -> PendingConfirmation | None:
     record_id = session.get(confirm.PENDING_CONFIRM_KEY)
     if record_id is None:
         return None
+    records = ledger()
     try:
-        return ledger().load(record_id)
+        return records.load(record_id)
     except Exception as error:  # a store that fails: nothing is pending that could be confirmed
         logger.error("OMI sign-in confirmation: the store failed (%s)", type(error).__name__)
         raise ConfirmationUnavailable() from None
@@ -226,11 +227,12 @@ def confirm_submit() -> BaseResponse:
     if record.expired(now):
         session.pop(confirm.PENDING_CONFIRM_KEY, None)
         _refuse(CodeExpired())
+    records = ledger()
     try:
         if request.form.get("chat"):
-            outcome, left = ledger().take_chat(record), 0
+            outcome, left = records.take_chat(record), 0
         else:
-            outcome, left = ledger().check_code(record, request.form.get("code"), now)
+            outcome, left = records.check_code(record, request.form.get("code"), now)
     except Exception as error:  # the store failed: no comparison, no sign-in (fail closed)
         logger.error("OMI sign-in confirmation: the store failed (%s)", type(error).__name__)
         raise ConfirmationUnavailable() from None

@@ -13,12 +13,20 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 from .config import DEFAULTS, signing_secrets, store_for
+from .inbound.background import LEASE_MARGIN
 from .stores import is_per_process
 
 #: Bounds past which a setting is a mistake rather than a choice.
 MAX_TOLERANCE = 900  # OMI signs at sending; 300 s covers clock skew and OMI's retries
 MAX_BODY_BYTES = 64 * 1024 * 1024
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+MAX_TASK_TIME_LIMIT = 3600
+MAX_TASK_RETRIES = 20
+#: Celery pools that can stop a task at its hard time limit (threads, solo, gevent and eventlet
+#: cannot: a run there outlives its claim).
+TIME_LIMITED_POOLS = ("prefork", "processes")
+#: Celery's Redis transport hands an unacknowledged task out again after this many seconds.
+REDIS_VISIBILITY_TIMEOUT = 3600
 
 
 @dataclass(frozen=True)
@@ -47,18 +55,49 @@ def inbound_findings(app: Flask, local: bool) -> list[Finding]:
 
 def _background(app: Flask) -> list[Finding]:
     """Background handlers run in Celery's worker processes, never the web process: their run
-    claims must be in a store those processes share, whatever OMI_SINGLE_PROCESS says."""
+    claims must be in a store those processes share, whatever OMI_SINGLE_PROCESS says; and Celery
+    must be able to stop a run at its time limit, and not hand it out again before then."""
     state = app.extensions.get("omi_webhooks")
-    if state is None or not state.background or not is_per_process(state.ledger):
+    if state is None or not state.background:
         return []
-    return [
-        Finding(
-            True,
-            "A webhook handler has background=True but OMI_WEBHOOK_DEDUP is kept in each process: the "
-            "web process and the Celery workers cannot see each other's claims, so OMI's retries and "
-            "Celery's redeliveries run the handler again. Set OMI_WEBHOOK_DEDUP to the app's Redis client.",
+    found: list[Finding] = []
+    if is_per_process(state.ledger):
+        found.append(
+            Finding(
+                True,
+                "A webhook handler has background=True but OMI_WEBHOOK_DEDUP is kept in each process: "
+                "the web process and the Celery workers cannot see each other's claims, so OMI's "
+                "retries and Celery's redeliveries run the handler again. Set OMI_STORE (or "
+                "OMI_WEBHOOK_DEDUP) to the app's Redis.",
+            )
         )
-    ]
+    conf = getattr(app.extensions.get("celery"), "conf", None)
+    if conf is None:
+        return found
+    pool = str(conf.get("worker_pool") or "prefork")
+    if pool not in TIME_LIMITED_POOLS:
+        found.append(
+            Finding(
+                True,
+                f"Celery's worker_pool is {pool!r}, which cannot stop a task at its time limit: a run "
+                "outlives its claim and the broker's redelivery completes it twice. Use the default "
+                "prefork pool (background workers refuse to start with another).",
+            )
+        )
+    limit = int(app.config.get("OMI_WEBHOOK_TASK_TIME_LIMIT", DEFAULTS["OMI_WEBHOOK_TASK_TIME_LIMIT"]))
+    options = conf.get("broker_transport_options") or {}
+    visibility = options.get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT)
+    if isinstance(visibility, (int, float)) and visibility < limit + LEASE_MARGIN:
+        found.append(
+            Finding(
+                True,
+                f"Celery's visibility_timeout ({visibility} s) is shorter than a run may take "
+                f"(OMI_WEBHOOK_TASK_TIME_LIMIT {limit} s + {LEASE_MARGIN} s): the broker hands a "
+                "running task to another worker. Set broker_transport_options['visibility_timeout'] "
+                "above it.",
+            )
+        )
+    return found
 
 
 def _api_base(config: Any) -> list[Finding]:
@@ -83,6 +122,24 @@ def _limits(config: Any) -> list[Finding]:
                 True,
                 f"OMI_WEBHOOK_TOLERANCE is {tolerance} s: a captured webhook or tool call stays usable "
                 f"that long. Keep it at most {MAX_TOLERANCE} s (default 300).",
+            )
+        )
+    limit = config.get("OMI_WEBHOOK_TASK_TIME_LIMIT", DEFAULTS["OMI_WEBHOOK_TASK_TIME_LIMIT"])
+    if limit > MAX_TASK_TIME_LIMIT:
+        found.append(
+            Finding(
+                True,
+                f"OMI_WEBHOOK_TASK_TIME_LIMIT is {limit} s: a stuck handler holds its delivery's claim "
+                f"and a worker that long. Keep it at most {MAX_TASK_TIME_LIMIT} s (default 300).",
+            )
+        )
+    retries = config.get("OMI_WEBHOOK_TASK_RETRIES", DEFAULTS["OMI_WEBHOOK_TASK_RETRIES"])
+    if retries > MAX_TASK_RETRIES:
+        found.append(
+            Finding(
+                True,
+                f"OMI_WEBHOOK_TASK_RETRIES is {retries}: with backoff doubling each time, a failing "
+                f"handler would be retried for ages. Keep it at most {MAX_TASK_RETRIES} (default 5).",
             )
         )
     for key in ("OMI_WEBHOOK_MAX_BYTES", "OMI_TOOLS_MAX_BYTES", "OMI_API_MAX_RESPONSE_BYTES"):

@@ -27,6 +27,14 @@ class OmiConfigError(OmiError, RuntimeError):
     error_code = "config_error"
 
 
+class StoreNotShared(OmiConfigError):
+    """A store kept in this process serves a server of several processes (WSGI's
+    ``wsgi.multiprocess``), where it would guard only what reaches this one: answered 500 with the
+    one setting to set, ``OMI_STORE``, rather than break a promise without a word."""
+
+    error_code = "store_not_shared"
+
+
 class OmiCallbackError(OmiError, HTTPException):
     """A sign-in callback did not sign anyone in. Rendered as a page, or JSON for JSON clients."""
 

@@ -16,12 +16,15 @@ Which store a setting names, and the names of 0.2, are :mod:`flask_omi.stores`'s
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
+
+logger = logging.getLogger("flask_omi")
 
 Claim = Literal["new", "running", "done"]
 #: Kept for code written against 0.2: the same three values.
@@ -86,6 +89,7 @@ class MemoryStore:
         *,
         when_full: WhenFull = "refuse",
         clock: Callable[[], float] = time.monotonic,
+        name: str = "An in-process store",
     ) -> None:
         #: A claim ("running", "done"), a record (other text) or a counter (an int), and its expiry.
         self._entries: dict[str, tuple[Any, float]] = {}
@@ -95,6 +99,11 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
         self._swept = float("-inf")
+        #: Live keys dropped to make room (``forget_oldest`` only): a de-duplication that forgot
+        #: a delivery may run its handler again if OMI retries it.
+        self.forgotten = 0
+        #: What the log calls this store.
+        self.name = name
 
     def claim(self, key: str, ttl: int) -> Claim:
         """See :meth:`KeyStore.claim`."""
@@ -170,16 +179,30 @@ class MemoryStore:
                 if self._when_full == "refuse":
                     raise StoreFull(f"{type(self).__name__} holds {self._max_entries} live keys")
                 while len(entries) >= self._max_entries and writes:  # bounded by the log's length
-                    self._drop_if_current(*writes.popleft())
+                    if self._drop_if_current(*writes.popleft()):
+                        self._forgot()
         entries[key] = (claim, expires)
         writes.append((expires, key))
         if len(writes) > 2 * len(entries) + 1024:  # stale items pile up (keys written again)
             self._writes = deque(sorted((expiry, name) for name, (_, expiry) in entries.items()))
 
-    def _drop_if_current(self, expires: float, key: str) -> None:
+    def _drop_if_current(self, expires: float, key: str) -> bool:
         entry = self._entries.get(key)
         if entry is not None and entry[1] == expires:
             del self._entries[key]
+            return True
+        return False
+
+    def _forgot(self) -> None:
+        """A live key made room (``forget_oldest``): counted, and said once per store."""
+        self.forgotten += 1
+        if self.forgotten == 1:
+            logger.warning(
+                "%s is full (%d live keys): the oldest are forgotten to make room; see "
+                "MemoryStore.forgotten for how many (use a shared Redis store to keep them all)",
+                self.name,
+                self._max_entries,
+            )
 
     def _drop_expired(self, now: float) -> None:
         for key in [key for key, (_, expires) in self._entries.items() if expires <= now]:
@@ -190,6 +213,19 @@ class MemoryStore:
 
 
 _DONE = (b"done", "done")
+#: Seconds a Redis command is tried again through a stall (a failover, a slow fsync, a full
+#: network buffer), within one request's patience.
+STALL_BUDGET = 2.0
+
+
+def _is_transient(error: Exception) -> bool:
+    """A Redis connection error or timeout (redis-py's, or the builtins it derives from): worth
+    sending again. A command error (a script's, a wrong type) is not."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    return type(error).__name__ in ("ConnectionError", "TimeoutError", "BusyLoadingError") and (
+        type(error).__module__.startswith("redis")
+    )
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -233,8 +269,11 @@ class RedisStore:
     stand-in with ``set``, ``get``, ``delete``) is served with ``SET NX`` then ``GET``.
     """
 
-    def __init__(self, redis: Any, prefix: str = "omi:") -> None:
-        self._redis, self._prefix = redis, prefix
+    def __init__(self, redis: Any, prefix: str = "omi:", *, retry_for: float = STALL_BUDGET) -> None:
+        """``retry_for``: seconds a command is tried again after a connection error or timeout,
+        so that a Redis stall shorter than that refuses nobody (every command here is safe to
+        send twice; a counter counted twice only spends a budget faster)."""
+        self._redis, self._prefix, self._retry_for = redis, prefix, retry_for
         register = getattr(redis, "register_script", None)
         self._script = register(_CLAIM_SCRIPT) if callable(register) else None
         self._count_script = register(_COUNT_SCRIPT) if callable(register) else None
@@ -249,11 +288,15 @@ class RedisStore:
         claimed before it are released)."""
         mine = b"running:" + secrets.token_hex(8).encode()
         if self._script is None:
-            return _claim_each(
-                items, lambda key, ttl: self._claim_without_script(key, ttl, mine), self.abandon
+            claimed: tuple[int, Claim] = self._retrying(
+                lambda: _claim_each(
+                    items, lambda key, ttl: self._claim_without_script(key, ttl, mine), self.abandon
+                )
             )
+            return claimed
         names = [self._prefix + key for key, _ in items]
-        answer = self._script(keys=names, args=[mine, *(max(1, ttl) for _, ttl in items)])
+        script, args = self._script, [mine, *(max(1, ttl) for _, ttl in items)]
+        answer = self._retrying(lambda: script(keys=names, args=args))
         if int(answer[0]) == 0:
             return -1, "new"
         return int(answer[0]) - 1, "done" if answer[1] in _DONE else "running"
@@ -272,30 +315,46 @@ class RedisStore:
 
     def finish(self, key: str, ttl: int) -> None:
         """See :meth:`KeyStore.finish`."""
-        self._redis.set(self._prefix + key, b"done", ex=max(1, ttl))
+        self._retrying(lambda: self._redis.set(self._prefix + key, b"done", ex=max(1, ttl)))
 
     def abandon(self, key: str) -> None:
         """See :meth:`KeyStore.abandon`."""
-        self._redis.delete(self._prefix + key)
+        self._retrying(lambda: self._redis.delete(self._prefix + key))
 
     def put(self, key: str, value: str, ttl: int) -> None:
         """See :meth:`RecordStore.put`."""
-        self._redis.set(self._prefix + key, value.encode(), ex=max(1, ttl))
+        self._retrying(lambda: self._redis.set(self._prefix + key, value.encode(), ex=max(1, ttl)))
 
     def get(self, key: str) -> str | None:
         """See :meth:`RecordStore.get`."""
-        value = self._redis.get(self._prefix + key)
+        value = self._retrying(lambda: self._redis.get(self._prefix + key))
         return None if value is None else _as_bytes(value).decode()
 
     def count(self, key: str, ttl: int) -> int:
         """See :meth:`RecordStore.count`: one round trip (a script: INCR, and EXPIRE when new)."""
         name = self._prefix + key
-        if self._count_script is not None:
-            return int(self._count_script(keys=[name], args=[max(1, ttl)]))
-        value = int(self._redis.incr(name))
+        script = self._count_script
+        if script is not None:
+            return int(self._retrying(lambda: script(keys=[name], args=[max(1, ttl)])))
+        value = int(self._retrying(lambda: self._redis.incr(name)))
         if value == 1:
-            self._redis.expire(name, max(1, ttl))
+            self._retrying(lambda: self._redis.expire(name, max(1, ttl)))
         return value
+
+    def _retrying(self, command: Callable[[], Any]) -> Any:
+        """Run ``command``; after a connection error or a timeout, again, until ``retry_for``
+        seconds have passed (bounded: each wait doubles, from 20 ms)."""
+        deadline = time.monotonic() + self._retry_for
+        wait = 0.02
+        while True:  # bounded by the deadline
+            try:
+                return command()
+            except Exception as error:
+                left = deadline - time.monotonic()
+                if not _is_transient(error) or left <= 0:
+                    raise
+                time.sleep(min(wait, left))
+                wait *= 2
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self._prefix!r})"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import OmiConfigError
+from .errors import OmiConfigError, StoreNotShared
 from .keystore import (
     RUNNING_TTL,
     Claim,
@@ -181,6 +181,27 @@ def _is_redis(value: object) -> bool:
     return all(callable(getattr(value, name, None)) for name in ("set", "get", "delete"))
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_clients: dict[str, Any] = {}
+
+
+def redis_client(url: str) -> Any:
+    """One Redis client per URL in this process (its connections are pooled), with short socket
+    timeouts: a stall is retried within :data:`~flask_omi.keystore.STALL_BUDGET`, not waited out."""
+    client = _clients.get(url)
+    if client is None:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - the extra is installed in the test suite
+            raise OmiConfigError(
+                "OMI_STORE names a Redis URL, which needs the redis package: pip install 'flask-omi[redis]'."
+            ) from None
+        client = _clients.setdefault(
+            url, redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        )
+    return client
+
+
 def resolve_store(
     setting: str, value: object, *, prefix: str, when_full: WhenFull, max_entries: int
 ) -> KeyStore | None:
@@ -188,8 +209,10 @@ def resolve_store(
     ``setting`` for anything else. ``True`` makes a new :class:`MemoryStore`: call once per app."""
     if value is None or value is False:
         return None
+    if isinstance(value, str) and value.startswith(REDIS_SCHEMES):
+        return RedisStore(redis_client(value), prefix)
     if value is True:
-        return MemoryStore(max_entries, when_full=when_full)
+        return MemoryStore(max_entries, when_full=when_full, name=f"{setting}'s in-process store")
     if isinstance(value, (MemoryStateRegistry, RedisStateRegistry)):
         return value.store
     if isinstance(value, KeyStore):
@@ -201,8 +224,8 @@ def resolve_store(
     if isinstance(value, StateRegistry):
         return _RegistryAsStore(value)
     raise OmiConfigError(
-        f"{setting} must be True (this process), False, the app's Redis client (every instance) or "
-        f"a flask_omi.stores.KeyStore; got {type(value).__name__}."
+        f"{setting} must be True (this process), False, the app's Redis URL or client (every "
+        f"instance) or a flask_omi.stores.KeyStore; got {type(value).__name__}."
     )
 
 
@@ -215,8 +238,8 @@ def is_per_process(store: object) -> bool:
 
 @dataclass
 class PerProcessNotice:
-    """Says once, as an error, that a store kept in each process serves several processes: each
-    worker then guards only what reaches it (gunicorn -w 4 ran one signed tool call 4 times)."""
+    """Refuses a request when a store kept in each process serves several processes: each worker
+    would guard only what reaches it (gunicorn -w 4 ran one signed tool call 4 times)."""
 
     setting: str
     #: What goes wrong without a shared store, said in the log line.
@@ -226,13 +249,14 @@ class PerProcessNotice:
     said: bool = False
 
     def check(self, multiprocess: object, logger: logging.Logger) -> None:
-        """Log the error once, when the store is per process and ``multiprocess`` is true."""
-        if self.active and multiprocess and not self.said:
-            self.said = True
-            logger.error(
-                "%s is kept in each worker process and this server runs several: %s. "
-                "Set %s to the app's Redis client (see SECURITY.md).",
-                self.setting,
-                self.consequence,
-                self.setting,
+        """Refuse, loudly, when the store is per process and ``multiprocess`` is true: logged as
+        an error once, and raised as :class:`StoreNotShared` naming ``OMI_STORE`` every time."""
+        if self.active and multiprocess:
+            message = (
+                f"{self.setting} is kept in each worker process and this server runs several: "
+                f"{self.consequence}. Set OMI_STORE to the app's Redis URL (see the deployment guide)."
             )
+            if not self.said:
+                self.said = True
+                logger.error("%s", message)
+            raise StoreNotShared(message)

@@ -233,6 +233,7 @@ def test_defaults_have_one_source() -> None:
 
 # -- every key checked by every blueprint ----------------------------------------------------------
 BAD_VALUES: dict[str, Any] = {
+    "OMI_STORE": True,
     "OMI_APP_ID": 12345,
     "OMI_STATE_MAX_AGE": "600",
     "OMI_MAX_PENDING_SIGNINS": 0,
@@ -240,7 +241,7 @@ BAD_VALUES: dict[str, Any] = {
     "OMI_LOGOUT_REDIRECT": 7,
     "OMI_LOGOUT_ALLOW_GET": "no",
     "OMI_LOGOUT_CLEAR_SESSION": None,
-    "OMI_STATE_REGISTRY": "redis://127.0.0.1:6379",
+    "OMI_STATE_REGISTRY": "127.0.0.1:6379",
     "OMI_VERIFY_UID": "yes",
     "OMI_VERIFY_TIMEOUT": -1,
     "OMI_API_BASE": "api.omi.me",

@@ -269,7 +269,7 @@ def test_memory_ledger_expires_and_is_bounded() -> None:
 
 def test_an_unusable_dedup_setting_fails_at_start_up() -> None:
     with pytest.raises(OmiConfigError, match="OMI_WEBHOOK_DEDUP"):
-        receiver(Counter(), OMI_WEBHOOK_DEDUP="redis://127.0.0.1")
+        receiver(Counter(), OMI_WEBHOOK_DEDUP="127.0.0.1:6379")  # not a URL: no scheme
 
 
 def test_the_fake_retries_into_flask_omi_until_the_handler_succeeds() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from ..stores import RUNNING_TTL, KeyStore, MemoryStore, claim_all, hashed_key
+from ..stores import RUNNING_TTL, KeyStore, MemoryStore, StoreFull, claim_all, hashed_key
 
 Verdict = Literal["run", "done", "running", "replayed"]
 
@@ -88,6 +88,17 @@ def admit(
             ledger.abandon(dedup_key)
         return Admission("replayed")
     return Admission("run", tuple(key for key in (dedup_key, signature_key) if key is not None))
+
+
+def admit_locally(store: MemoryStore, signature: str, tolerance: float) -> Admission:
+    """Replay refusal for a live delivery while the shared store is out of reach: in this
+    process's memory, for the signature's lifetime (a full one refuses, as a replay guard must)."""
+    key = f"signature:{signature}"
+    try:
+        fresh = store.claim(key, int(2 * tolerance)) == "new"
+    except StoreFull:
+        return Admission("replayed")
+    return Admission("run", (key,)) if fresh else Admission("replayed")
 
 
 def settle(ledger: KeyStore, replays: KeyStore, admission: Admission, *, failed: bool, ttl: int) -> None:

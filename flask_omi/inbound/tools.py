@@ -292,10 +292,10 @@ def _injected(app: Flask, spec: ToolSpec, uid: str, payload: dict[str, Any]) -> 
         loader = extension.user_loader()
         user = app.ensure_sync(loader)(uid) if loader is not None else None
         if spec.requires_sign_in and user is None:
-            # From the configured public URL when there is one, never from the Host header alone.
-            path = url_for(extension.endpoint("login"))
-            sign_in = external_url(app.config, path) or url_for(extension.endpoint("login"), _external=True)
-            raise ToolError(f"Sign in to this app with OMI first, then ask again: {sign_in}")
+            # A link only from the configured public URL: the call's Host header is the caller's.
+            sign_in = external_url(app.config, url_for(extension.endpoint("login")))
+            link = f": {sign_in}" if sign_in else ""
+            raise ToolError(f"Sign in to this app with OMI first, then ask again{link}")
         if "user" in spec.injected:
             values["user"] = user
     return values

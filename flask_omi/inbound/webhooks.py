@@ -21,11 +21,11 @@ from flask.sansio.blueprints import BlueprintSetupState
 from .._registration import HandlersBeforeRegistration, claim_extension_slot
 from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
-from ..stores import KeyStore, PerProcessNotice, is_per_process
+from ..stores import KeyStore, MemoryStore, PerProcessNotice, is_per_process
 from ..validation import is_ascii_digits, is_valid_uid
 from .background import message_for, register_task, task_id, task_name
 from .csrf import exempt_from_csrf
-from .deliveries import admit, in_process_replay_store, settle
+from .deliveries import admit, admit_locally, in_process_replay_store, settle
 from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
 from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGER_RECEIVERS
 from .request import delivery_header, header, json_body, query_value, read_body
@@ -53,6 +53,8 @@ class WebhookState:
     clock: Callable[[], float] = time.time
     #: Said once when the store is per process and the server runs several processes.
     notice: PerProcessNotice | None = None
+    #: Used signatures of live deliveries while the shared store is out of reach (this process).
+    fallback_replays: MemoryStore = field(default_factory=in_process_replay_store)
     #: Whether a handler runs on Celery; its task is ``celery.tasks[background.task_name(prefix)]``
     #: (looked up there, so that nothing here holds the task, whose function holds the app).
     background: bool = False
@@ -310,8 +312,18 @@ def _dispatch(
             tolerance=float(app.config["OMI_WEBHOOK_TOLERANCE"]),
         )
     except Exception as error:
-        logger.error("OMI %s webhook: the de-duplication store failed (%r); OMI will retry", kind, error)
-        return _answer(503, error="dedup_unavailable", error_description="Please retry this delivery.")
+        if idempotency_key is not None or delivery.signature is None:
+            logger.error("OMI %s webhook: the de-duplication store failed (%r); OMI will retry", kind, error)
+            return _answer(503, error="dedup_unavailable", error_description="Please retry this delivery.")
+        # A live delivery (no idempotency key) is never sent again: refusing it would lose it.
+        # Its signature is still refused a second time, in this process, while it is fresh.
+        logger.error(
+            "OMI %s webhook: the store failed (%r); replays refused in this process only", kind, error
+        )
+        admission = admit_locally(
+            state.fallback_replays, delivery.signature, float(app.config["OMI_WEBHOOK_TOLERANCE"])
+        )
+        ledger = replays = state.fallback_replays
     if admission.verdict == "done":
         logger.info("OMI %s webhook: delivery already handled, not run again", kind)
         return jsonify({})

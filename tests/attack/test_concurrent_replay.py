@@ -160,4 +160,4 @@ def test_the_registry_stores_a_digest_with_the_states_lifetime(redis_url: str) -
 
 def test_an_unusable_registry_setting_fails_at_start_up() -> None:
     with pytest.raises(OmiConfigError, match="OMI_STATE_REGISTRY"):
-        make_app(OmiBlueprint(), OMI_STATE_REGISTRY="redis://127.0.0.1:6379")
+        make_app(OmiBlueprint(), OMI_STATE_REGISTRY="127.0.0.1:6379")  # not a URL: no scheme

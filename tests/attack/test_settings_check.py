@@ -57,7 +57,7 @@ FINDINGS: list[tuple[str, dict[str, Any], str, bool]] = [
     ("state max age of a year", {"OMI_STATE_MAX_AGE": 365 * 24 * 3600}, "OMI_STATE_MAX_AGE is 31536000", True),
     ("state max age of half an hour", {"OMI_STATE_MAX_AGE": 1800}, "OMI_STATE_MAX_AGE is 1800", False),
     ("no __Host- prefix", {"SESSION_COOKIE_NAME": "session"}, "Name it '__Host-session'", False),
-    ("cookie domain", {"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_DOMAIN": "example.com"}, "SESSION_COOKIE_DOMAIN", False),
+    ("cookie domain", {"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_DOMAIN": "example.com"}, "SESSION_COOKIE_DOMAIN", True),
     ("__Host- with a domain", {"SESSION_COOKIE_DOMAIN": "example.com"}, "browsers only accept a __Host- cookie", True),
     ("__Host- with a path", {"SESSION_COOKIE_PATH": "/app"}, "browsers only accept a __Host- cookie", True),
     ("no state registry", {"OMI_STATE_REGISTRY": None}, "OMI_STATE_REGISTRY is not set", False),

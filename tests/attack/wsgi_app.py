@@ -3,7 +3,8 @@
 ``TEST_SECRET_KEY``; ``TEST_OMI_BASE`` (the fake OMI); ``TEST_REDIS_URL`` with ``TEST_SESSIONS``
 (``redis``: Flask-Session, else cookies) and ``TEST_STATE_REGISTRY`` (``redis`` or ``memory``);
 ``TEST_CONFIRM`` with ``TEST_OMI_API_KEY`` (confirmed sign-in); ``TEST_VERIFY_DELAY``,
-``TEST_WEBHOOKS``, ``TEST_TOOLS``.
+``TEST_WEBHOOKS`` with ``TEST_WEBHOOK_STORE`` (``redis``: ``OMI_WEBHOOK_DEDUP``; ``omi_store``:
+``OMI_STORE``; ``default``: neither), ``TEST_TOOLS``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ def _add_counting_webhooks(app: Flask, redis_url: str) -> None:
     import redis
 
     store = redis.from_url(redis_url)
-    app.config["OMI_WEBHOOK_DEDUP"] = store
+    shared = os.environ.get("TEST_WEBHOOK_STORE", "redis")
+    if shared == "redis":
+        app.config["OMI_WEBHOOK_DEDUP"] = store
+    elif shared == "omi_store":  # the one setting for every guard
+        app.config["OMI_STORE"] = redis_url
     hooks = OmiWebhooks()
 
     @hooks.on_conversation_created
