@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from . import background, inbound_calls, instructions, network, requests_cost, signed_calls
+from . import background, full_store, inbound_calls, instructions, network, requests_cost, signed_calls
 from .harness import fmt_us, table
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -172,6 +172,9 @@ def main() -> int:
 
     print("measuring a slow handler inline and in the background ...", flush=True)
     sections.append(background_section())
+
+    print("sending 200,000 deliveries to one process's in-process stores ...", flush=True)
+    sections.append(full_store.section(full_store.run(20_000 if args.quick else full_store.DELIVERIES)))
 
     header = (
         "# Benchmark results\n\n"

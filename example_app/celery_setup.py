@@ -8,7 +8,6 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
-from redis import Redis
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -28,11 +27,11 @@ def celery_init_app(app: Flask) -> Celery:
 
 def settings(redis_url: str) -> dict[str, Any]:
     """What must be shared once there is more than one process: every store in Redis."""
-    redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     return {
-        "OMI_STATE_REGISTRY": redis,  # a sign-in's state works once, on any instance
-        "OMI_WEBHOOK_DEDUP": redis,  # OMI's retries run a handler once; also the workers' run claims
-        "OMI_TOOLS_DEDUP": redis,  # a signed tool call is accepted once
+        # One setting for every guard: a sign-in's state works once on any instance, OMI's retries
+        # run a handler once (and the workers' run claims), a signed tool call is accepted once,
+        # confirmation codes and their budgets hold across instances.
+        "OMI_STORE": redis_url,
         "CELERY": {
             "broker_url": redis_url,
             "task_ignore_result": True,

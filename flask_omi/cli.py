@@ -24,8 +24,13 @@ def register_commands(cli: click.Group) -> None:
         help="The app's public URL, e.g. https://example.com (default: from SERVER_NAME).",
     )
     @click.option("--behind-proxy", is_flag=True, help="The app runs behind a reverse proxy.")
+    @click.option(
+        "--online",
+        is_flag=True,
+        help="Also connect to the configured Redis and Celery's broker and check their settings.",
+    )
     @with_appcontext
-    def check(base_url: str | None, behind_proxy: bool) -> None:
+    def check(base_url: str | None, behind_proxy: bool, online: bool) -> None:
         """Print the URLs to paste into OMI and check the settings sign-in depends on."""
         config = current_app.config
         if base_url is None:
@@ -37,6 +42,13 @@ def register_commands(cli: click.Group) -> None:
         for name, url in external_urls(app, base_url).items():
             click.echo(f"{name}: {url}")
         findings = check_settings(app, base_url, behind_proxy)
+        if online:
+            from .online_checks import online_findings
+
+            read, more = online_findings(app)
+            for line in read:
+                click.echo(line)
+            findings.extend(more)
         # One stream, one prefix: a finding is never separated from the verdict below it.
         for finding in findings:
             click.echo(f"warning: {'(must fix) ' if finding.fatal else ''}{finding.message}")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 from .config import DEFAULTS, signing_secrets, store_for
-from .inbound.background import LEASE_MARGIN
+from .inbound.background import LEASE_MARGIN, TIME_LIMITED_POOLS
 from .stores import is_per_process
 
 #: Bounds past which a setting is a mistake rather than a choice.
@@ -22,9 +22,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MAX_TASK_TIME_LIMIT = 3600
 MAX_TASK_RETRIES = 20
-#: Celery pools that can stop a task at its hard time limit (threads, solo, gevent and eventlet
-#: cannot: a run there outlives its claim).
-TIME_LIMITED_POOLS = ("prefork", "processes")
 #: Celery's Redis transport hands an unacknowledged task out again after this many seconds.
 REDIS_VISIBILITY_TIMEOUT = 3600
 

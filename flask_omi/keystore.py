@@ -97,7 +97,9 @@ class MemoryStore:
         #: again or forgotten is stale and skipped: this finds expired keys without scanning.
         self._writes: deque[tuple[float, str]] = deque()
         self._lock = threading.Lock()
-        self._max_entries, self._when_full, self._clock = max_entries, when_full, clock
+        self._max_entries, self._when_full = max_entries, when_full
+        #: What "now" is for expiry. Replace it in tests and benchmarks to move time.
+        self.clock = clock
         self._swept = float("-inf")
         #: Live keys dropped to make room (``forget_oldest`` only): a de-duplication that forgot
         #: a delivery may run its handler again if OMI retries it.
@@ -107,13 +109,13 @@ class MemoryStore:
 
     def claim(self, key: str, ttl: int) -> Claim:
         """See :meth:`KeyStore.claim`."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             return self._claim(key, ttl, now)
 
     def claim_all(self, items: Sequence[tuple[str, int]]) -> tuple[int, Claim]:
         """See :meth:`RedisStore.claim_all`; atomic under this store's lock."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             return _claim_each(items, lambda key, ttl: self._claim(key, ttl, now), self._forget)
 
@@ -126,7 +128,7 @@ class MemoryStore:
 
     def finish(self, key: str, ttl: int) -> None:
         """See :meth:`KeyStore.finish`."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             self._write(key, "done", now + max(1, ttl), now)
 
@@ -137,20 +139,20 @@ class MemoryStore:
 
     def put(self, key: str, value: str, ttl: int) -> None:
         """See :meth:`RecordStore.put`."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             self._write(key, value, now + max(1, ttl), now)
 
     def get(self, key: str) -> str | None:
         """See :meth:`RecordStore.get`."""
         entry = self._entries.get(key)
-        if entry is None or entry[1] <= self._clock() or not isinstance(entry[0], str):
+        if entry is None or entry[1] <= self.clock() or not isinstance(entry[0], str):
             return None
         return entry[0]
 
     def count(self, key: str, ttl: int) -> int:
         """See :meth:`RecordStore.count`."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry[1] > now and isinstance(entry[0], int):
@@ -312,6 +314,11 @@ class RedisStore:
                     return "new"  # this request's own SET, sent again by the client's retry
                 return "done" if value in _DONE else "running"
         return "running"
+
+    @property
+    def client(self) -> Any:
+        """The Redis client this store sends its commands through."""
+        return self._redis
 
     def finish(self, key: str, ttl: int) -> None:
         """See :meth:`KeyStore.finish`."""

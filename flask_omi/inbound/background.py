@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
+from ..config import signing_secrets
 from ..errors import OmiConfigError
 from ..stores import KeyStore
 from .payloads import AudioChunk, ConversationCreated, TranscriptBatch
@@ -47,8 +51,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_omi.webhooks")
 
 #: Seconds a run's claim outlives the task's time limit, so that a worker's clock, Celery's
-#: bookkeeping and the store's expiry never let two runs overlap.
-LEASE_MARGIN = 5
+#: bookkeeping, the store's expiry and the retried write of "done" (a Redis blip after the handler
+#: returned) never let two runs overlap. The lease is longer than the time limit by this much.
+LEASE_MARGIN = 30
+#: Celery pools that stop a task at its hard time limit. Threads, solo, gevent and eventlet cannot:
+#: a run there outlives its claim, and the broker's redelivery completes it twice.
+TIME_LIMITED_POOLS = ("prefork", "processes")
 #: The first retry's delay in seconds; each later one doubles it.
 RETRY_DELAY = 2
 #: The longest delay between two retries, in seconds.
@@ -81,6 +89,8 @@ def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -
             "app a Celery app of its own (Flask's pattern does), or its OmiWebhooks another name."
         )
     time_limit = int(app.config["OMI_WEBHOOK_TASK_TIME_LIMIT"])
+    _refuse_unlimited_pools(celery)
+    key = _message_key(app)
 
     @celery.task(  # type: ignore[untyped-decorator]
         name=name,
@@ -93,12 +103,14 @@ def register_task(app: Flask, handlers: WebhookHandlers, endpoint_prefix: str) -
         time_limit=time_limit,
         soft_time_limit=max(1, time_limit - 1),
     )
-    def run_webhook(task: Any, message: dict[str, Any], failures: int = 0) -> None:
+    def run_webhook(task: Any, message: dict[str, Any], failures: int = 0, ran: bool = False) -> None:
+        if not _is_ours(key, message, app):
+            return
         if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
-            run(app, handlers, task, message, failures)
+            run(app, handlers, task, message, failures, ran)
         else:
             with app.app_context():
-                run(app, handlers, task, message, failures)
+                run(app, handlers, task, message, failures, ran)
 
 
 def task_id(kind: str, dedup_key: str | None) -> str:
@@ -109,9 +121,82 @@ def task_id(kind: str, dedup_key: str | None) -> str:
     return f"omi-{kind}-{hashlib.sha256(dedup_key.encode()).hexdigest()[:40]}"
 
 
+def _refuse_unlimited_pools(celery: Any) -> None:
+    """A worker of this Celery app whose pool cannot stop a task at its time limit does not start:
+    it would let a run outlive its claim (``SystemExit`` passes through Celery's signal dispatch,
+    which swallows ordinary exceptions)."""
+    from celery import signals  # type: ignore[import-untyped]
+    from celery.concurrency import ALIASES, get_implementation  # type: ignore[import-untyped]
+    from celery.concurrency.prefork import TaskPool  # type: ignore[import-untyped]
+
+    def check_pool(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not celery:
+            return
+        pool = get_implementation(getattr(sender, "pool_cls", None) or "prefork")
+        if not (isinstance(pool, type) and issubclass(pool, TaskPool)):
+            path = f"{getattr(pool, '__module__', '')}:{getattr(pool, '__qualname__', pool)}"
+            name = next((alias for alias, target in ALIASES.items() if target == path), path)
+            logger.critical(
+                "flask-omi: this worker's pool (%s) cannot stop a background webhook handler at its "
+                "time limit, so a run could outlive its claim and complete twice. Use the prefork "
+                "pool (Celery's default).",
+                name,
+            )
+            raise SystemExit(f"flask-omi refuses Celery's {name} pool: use prefork")
+
+    signals.worker_init.connect(check_pool, weak=False, dispatch_uid=f"flask_omi.pool.{id(celery)}")
+
+
+#: The largest queued message a worker takes: a webhook body at its bound, base64-encoded, with
+#: room for the rest. Anything larger did not come from this receiver.
+def max_message_chars(app: Flask) -> int:
+    return int(app.config["OMI_WEBHOOK_MAX_BYTES"]) * 4 // 3 + 4096
+
+
+def _message_key(app: Flask) -> bytes:
+    """What queued messages are signed with: the app's signing secret (the newest, while it
+    rotates), else its SECRET_KEY. Anyone who can write to the broker can queue a task; only
+    the app can sign one."""
+    secrets = signing_secrets(app.config, "OMI_WEBHOOK_SECRET")
+    secret = secrets[0] if secrets else app.secret_key
+    if not secret:
+        raise OmiConfigError(
+            "A webhook handler has background=True: queued deliveries are signed so that workers run "
+            "only what this app queued. Set OMI_SIGNING_SECRET (or SECRET_KEY)."
+        )
+    material = secret.encode() if isinstance(secret, str) else bytes(secret)
+    return hmac.new(material, b"flask-omi background message", hashlib.sha256).digest()
+
+
+def _mac(key: bytes, message: dict[str, Any]) -> str:
+    unsigned = {name: value for name, value in message.items() if name != "mac"}
+    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_message(app: Flask, message: dict[str, Any]) -> dict[str, Any]:
+    return {**message, "mac": _mac(_message_key(app), message)}
+
+
+def _is_ours(key: bytes, message: Any, app: Flask) -> bool:
+    """A message this app queued: within the size bound and signed; anything else is logged and
+    dropped (never retried), whatever uid it names."""
+    if not isinstance(message, dict) or not isinstance(message.get("mac"), str):
+        logger.error("OMI webhook (background): refused a queued message that is not signed")
+        return False
+    size = sum(len(str(value)) for value in message.values())
+    if size > max_message_chars(app):
+        logger.error("OMI webhook (background): refused a queued message of %d characters", size)
+        return False
+    if not hmac.compare_digest(_mac(key, message), message["mac"]):
+        logger.error("OMI webhook (background): refused a queued message whose signature is wrong")
+        return False
+    return True
+
+
 def message_for(kind: str, uid: str, body: bytes, event: Any) -> dict[str, Any]:
     """What goes on the queue: the checked body (JSON text, or base64 audio), never an object
-    (Celery's JSON serializer carries no classes)."""
+    (Celery's JSON serializer carries no classes); signed with :func:`sign_message`."""
     message: dict[str, Any] = {
         "kind": kind,
         "uid": uid,
@@ -138,12 +223,24 @@ def event_from(message: dict[str, Any]) -> Any:
     return TranscriptBatch.from_json(uid, payload, **ids)
 
 
-def run(app: Flask, handlers: WebhookHandlers, task: Any, message: dict[str, Any], failures: int) -> None:
-    """One attempt of a background delivery, guarded by its run claim."""
+def run(
+    app: Flask,
+    handlers: WebhookHandlers,
+    task: Any,
+    message: dict[str, Any],
+    failures: int,
+    ran: bool = False,
+) -> None:
+    """One attempt of a background delivery, guarded by its run claim. ``ran``: the handler
+    completed in an earlier attempt, whose "done" could not be written; only write it."""
     kind = message["kind"]
     store: KeyStore | None = app.extensions["omi_webhooks"].ledger
     lease = int(app.config["OMI_WEBHOOK_TASK_TIME_LIMIT"]) + LEASE_MARGIN
     run_key = f"run:{task.request.id}"
+    if ran:
+        _finish(app, task, store, run_key, message, failures, begun=time.monotonic(), lease=lease)
+        return
+    begun = time.monotonic()
     if store is not None:
         seen = store.claim(run_key, lease)
         if seen == "done":
@@ -178,8 +275,7 @@ def run(app: Flask, handlers: WebhookHandlers, task: Any, message: dict[str, Any
             delay,
         )
         raise task.retry(args=(message,), kwargs={"failures": failures + 1}, countdown=delay) from error
-    if store is not None:
-        store.finish(run_key, int(app.config["OMI_WEBHOOK_DEDUP_TTL"]))
+    _finish(app, task, store, run_key, message, failures, begun=begun, lease=lease)
     if answer is not None:  # after finish: the handler ran, and running it again would not help
         raise BackgroundAnswerError(
             f"The OMI {kind} webhook handler returned {type(answer).__name__}, but a background "
@@ -187,3 +283,48 @@ def run(app: Flask, handlers: WebhookHandlers, task: Any, message: dict[str, Any
             "the answer was dropped. Notify the user from the handler instead: "
             "omi_client().send_notification(uid, ...)."
         )
+
+
+def _finish(
+    app: Flask,
+    task: Any,
+    store: KeyStore | None,
+    run_key: str,
+    message: dict[str, Any],
+    failures: int,
+    *,
+    begun: float,
+    lease: int,
+) -> None:
+    """Write "done" for a completed run. A store that cannot be reached is asked again while the
+    run's lease lasts (the same write, so safe to repeat); past that, a later attempt of the task
+    only writes it (``ran=True``), never runs the handler again."""
+    if store is None:
+        return
+    ttl = int(app.config["OMI_WEBHOOK_DEDUP_TTL"])
+    deadline = begun + lease - 1
+    wait = 0.2
+    while True:  # bounded by the lease
+        try:
+            store.finish(run_key, ttl)
+            return
+        except Exception as error:
+            left = deadline - time.monotonic()
+            if wait == 0.2:  # the first failure: said once, then tried again quietly
+                logger.warning(
+                    "OMI %s webhook (background): 'done' not recorded yet (%s); trying again for %d s",
+                    message["kind"],
+                    type(error).__name__,
+                    max(0, int(left)),
+                )
+            if left <= 0:
+                logger.error(
+                    "OMI %s webhook (background): the handler ran, but 'done' could not be recorded "
+                    "(%s); a later attempt records it without running the handler again",
+                    message["kind"],
+                    type(error).__name__,
+                )
+                kwargs = {"failures": failures, "ran": True}
+                raise task.retry(args=(message,), kwargs=kwargs, countdown=RETRY_DELAY) from error
+            time.sleep(min(wait, left))
+            wait = min(wait * 2, 5.0)

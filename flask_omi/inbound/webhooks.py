@@ -23,7 +23,7 @@ from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
 from ..stores import KeyStore, MemoryStore, PerProcessNotice, is_per_process
 from ..validation import is_ascii_digits, is_valid_uid
-from .background import message_for, register_task, task_id, task_name
+from .background import message_for, register_task, sign_message, task_id, task_name
 from .csrf import exempt_from_csrf
 from .deliveries import admit, admit_locally, in_process_replay_store, settle
 from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
@@ -359,7 +359,7 @@ def _enqueue(
     kind = delivery.kind
     try:
         app.extensions["celery"].tasks[task_name(state.endpoint_prefix)].apply_async(
-            args=(message_for(kind, delivery.uid, delivery.body, event),),
+            args=(sign_message(app, message_for(kind, delivery.uid, delivery.body, event)),),
             task_id=task_id(kind, dedup_key),
         )
     except Exception as error:

@@ -82,6 +82,10 @@ class RedisServer:
 
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: A folder for an append-only file (every write synced), so that a restart after kill -9
+    #: finds what was written: the queue, the claims. None: no persistence.
+    aof_dir: str | None = None
+    _scratch: str | None = None
 
     @property
     def url(self) -> str:
@@ -93,8 +97,13 @@ class RedisServer:
             if os.environ.get("CI") == "true":
                 pytest.fail("redis-server is not installed, and the shared-session tests must run in CI")
             pytest.skip("redis-server is not installed (make test installs it)")
+        if self.aof_dir:
+            persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.aof_dir]
+        else:  # a folder of its own all the same: a test may turn persistence on at run time
+            self._scratch = self._scratch or tempfile.mkdtemp(prefix="redis-")
+            persistence = ["--appendonly", "no", "--dir", self._scratch]
         self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -105,6 +114,20 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a shutdown stuck writing its files
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def kill_hard(self) -> None:
+        """kill -9: Redis lost in the middle of its work (what it synced survives, with aof_dir)."""
+        if self.proc is not None:
+            self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
 

@@ -199,3 +199,48 @@ def test_a_redis_outage_loses_no_live_transcript_and_still_refuses_replays(
     assert replayed.status_code == 409
     assert durable.status_code == 503 and durable.get_json()["error"] == "dedup_unavailable"
     assert "replays refused in this process only" in caplog.text
+
+
+# -- 5. what only the running Redis can tell --------------------------------------------------------
+def online_check(app: Flask) -> tuple[int, str]:
+    result = app.test_cli_runner().invoke(
+        args=["omi", "check", "--base-url", "http://127.0.0.1:5000", "--online"]
+    )
+    return result.exit_code, result.output
+
+
+def test_check_online_reads_persistence_and_eviction_of_the_store_and_the_broker(
+    own_redis: RedisServer,
+) -> None:
+    """Redis without persistence lost 5 of 5 queued deliveries that OMI had been answered 200 for;
+    the deployment guide asked for noeviction but nothing checked either."""
+    from celery import Celery
+
+    app = make_app(
+        OmiBlueprint(),
+        OMI_STORE=own_redis.url,
+        SECRET_KEY=secrets.token_hex(32),
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.extensions["celery"] = Celery("online", broker=own_redis.url, set_as_current=False)
+    code, out = online_check(app)
+    assert code == 1
+    assert "reachable, appendonly no, maxmemory-policy noeviction" in out
+    assert "(must fix)" in out and "runs without appendonly: a restart loses the deliveries queued" in out
+    admin = redis.Redis.from_url(own_redis.url)
+    admin.config_set("appendonly", "yes")
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    code, out = online_check(app)
+    assert code == 1 and "maxmemory-policy allkeys-lru: when full it drops keys" in out
+    admin.config_set("maxmemory-policy", "noeviction")
+    code, out = online_check(app)
+    assert code == 0, out
+    assert "reachable, appendonly yes, maxmemory-policy noeviction" in out
+
+
+def test_check_online_fails_on_a_redis_it_cannot_reach() -> None:
+    from ..helpers import free_port
+
+    app = make_app(OmiBlueprint(), OMI_STORE=f"redis://127.0.0.1:{free_port()}/0")
+    code, out = online_check(app)
+    assert code == 1 and "cannot be reached" in out and "unreachable" in out

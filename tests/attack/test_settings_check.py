@@ -68,6 +68,8 @@ FINDINGS: list[tuple[str, dict[str, Any], str, bool]] = [
     ("logout by GET", {"OMI_LOGOUT_ALLOW_GET": True}, "OMI_LOGOUT_ALLOW_GET is on", False),
     ("a day's tolerance", {"OMI_WEBHOOK_TOLERANCE": 86400}, "OMI_WEBHOOK_TOLERANCE is 86400", True),
     ("a gigabyte body", {"OMI_WEBHOOK_MAX_BYTES": 2**30}, "OMI_WEBHOOK_MAX_BYTES is over", True),
+    ("a time limit of 10^7 s", {"OMI_WEBHOOK_TASK_TIME_LIMIT": 10**7}, "OMI_WEBHOOK_TASK_TIME_LIMIT is 10000000", True),
+    ("a million retries", {"OMI_WEBHOOK_TASK_RETRIES": 10**6}, "OMI_WEBHOOK_TASK_RETRIES is 1000000", True),
     # Confirmed sign-in (the fourth review):
     ("confirmation budgets per process", {"OMI_SINGLE_PROCESS": False}, "guessing budgets in each process", True),
     ("sign-in on the unsigned uid", {"OMI_CONFIRM_SIGNIN": False}, "trusts the unsigned uid", False),

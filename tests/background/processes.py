@@ -97,12 +97,12 @@ def started(command: list[str] | str, env: dict[str, str]) -> Iterator[Process]:
         log.close()
 
 
-def worker_command(name: str, concurrency: int = 2) -> list[str]:
+def worker_command(name: str, concurrency: int = 2, pool: str = "prefork") -> list[str]:
     """A Celery worker of the test app, as the deployment guide starts one."""
     return [
         sys.executable, "-m", "celery", "--app", APP, "worker", "--loglevel", "INFO",
         "--concurrency", str(concurrency), "--hostname", f"{name}@127.0.0.1",
-        "--without-gossip", "--without-mingle",
+        "--without-gossip", "--without-mingle", "--pool", pool,
     ]  # fmt: skip
 
 

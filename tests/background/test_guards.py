@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from flask_omi import ConversationCreated, OmiBlueprint, OmiConfigError, OmiWebhooks, omi_client
-from flask_omi.inbound.background import event_from, message_for, task_name
+from flask_omi.inbound.background import event_from, message_for, sign_message, task_name
 from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
 from flask_omi.inbound.payloads import AudioChunk
 from flask_omi.inbound.request import _nesting_exceeds
@@ -76,6 +76,7 @@ def test_both_decorator_forms_register_and_only_background_kinds_get_a_task() ->
     assert hooks.handlers.background == {"conversation"}
     celery = Celery("forms", set_as_current=False)
     app = Flask(__name__)
+    app.config["SECRET_KEY"] = "k" * 40  # queued messages are signed with it (no signing secret)
     app.extensions["celery"] = celery
     app.register_blueprint(hooks)
     assert task_name("omi_webhooks") in celery.tasks
@@ -301,6 +302,7 @@ def test_a_queued_delivery_is_checked_whole_before_it_is_queued() -> None:
     celery = Celery("whole", set_as_current=False)
     celery.conf.task_always_eager = True
     app = Flask(__name__)
+    app.config["SECRET_KEY"] = "k" * 40
     app.extensions["celery"] = celery
     hooks = OmiWebhooks()
     ran: list[Any] = []
@@ -360,3 +362,58 @@ def test_one_celery_app_for_two_flask_apps_is_refused() -> None:
     app_with(celery)
     with pytest.raises(OmiConfigError, match="already has a task"):
         app_with(celery)
+
+
+# -- forged queue messages, and settings Celery must have -----------------------------------------
+def test_a_background_app_without_any_key_to_sign_its_queue_is_refused() -> None:
+    celery = Celery("nokey", set_as_current=False)
+    app = Flask(__name__)
+    app.extensions["celery"] = celery
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda event: None, background=True)
+    with pytest.raises(OmiConfigError, match="queued deliveries are signed"):
+        app.register_blueprint(hooks)
+
+
+def test_a_forged_or_oversized_queue_message_never_runs_the_handler(caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone who can write to the broker could queue a task naming any uid: before, it ran (a 3 MB
+    body too). A worker now runs only messages this app signed, within the size bound."""
+    celery = Celery("forged", set_as_current=False)
+    celery.conf.task_always_eager = True
+    app, ran = app_with(celery, OMI_WEBHOOK_MAX_BYTES=1024 * 1024)
+    task = celery.tasks[task_name("omi_webhooks")]
+    unsigned = message_for("conversation", "victim-uid", b'{"id": "x"}', _Ids())
+    with caplog.at_level(logging.ERROR, logger="flask_omi.webhooks"):
+        task.apply(args=(unsigned,))
+        task.apply(args=({**unsigned, "mac": "0" * 64},))
+        huge = sign_message(
+            app, message_for("conversation", UID, b'{"id": "' + b"a" * 3_000_000 + b'"}', _Ids())
+        )
+        task.apply(args=(huge,))
+    assert ran == []
+    assert "not signed" in caplog.text and "signature is wrong" in caplog.text
+    assert "refused a queued message of" in caplog.text
+    signed = sign_message(app, message_for("conversation", UID, b'{"id": "ok"}', _Ids()))
+    task.apply(args=(signed,))
+    assert [event.id for event in ran] == ["ok"]
+
+
+class _Ids:
+    delivery_id = None
+    idempotency_key = None
+
+
+def test_flask_omi_check_names_celery_settings_that_break_run_once() -> None:
+    celery = Celery("settings", set_as_current=False)
+    celery.conf.update(worker_pool="threads", broker_transport_options={"visibility_timeout": 60})
+    app = Flask(__name__)
+    app.config.update(OMI_SIGNING_SECRET=SECRET, SECRET_KEY="k" * 40, OMI_APP_ID="01APP")
+    app.extensions["celery"] = celery
+    app.register_blueprint(OmiBlueprint())
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda event: None, background=True)
+    app.register_blueprint(hooks)
+    result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert result.exit_code == 1
+    assert "worker_pool is 'threads', which cannot stop a task at its time limit" in result.output
+    assert "visibility_timeout (60 s) is shorter than a run may take" in result.output

@@ -277,3 +277,54 @@ def test_a_background_handler_notifies_the_user_through_omi_from_the_worker(redi
             assert post(session, base, body, f"notify-{body['id']}").json() == {}
             wait_for(lambda: fake.notifications_for(UID) != [], "the notification", 60)
     assert fake.notifications_for(UID) == ["Your summary of A walk is ready"]
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_a_worker_whose_pool_cannot_stop_a_task_refuses_to_start(redis_srv: RedisServer, pool: str) -> None:
+    """With --pool threads no time limit is enforced: a run outlived its claim, the broker handed
+    the message out again, and it completed twice. Such a worker no longer starts."""
+    with started(worker_command(f"no-{pool}", pool=pool), env_for(redis_srv)) as worker:
+        wait_for(lambda: worker.proc.poll() is not None, "the worker to exit", 60)
+        output = worker.output()
+    assert worker.proc.returncode != 0
+    assert f"flask-omi refuses Celery's {pool} pool: use prefork" in output
+
+
+def test_redis_killed_between_the_handler_and_done_still_completes_once(tmp_path: Any) -> None:
+    """Before, "done" was written once, outside any retry: with Redis killed (-9) after the handler
+    ran and restarted, it was never written, the claim ran out, the broker handed the message out
+    again, and the delivery completed twice. Now the write is sent again until Redis is back."""
+    server = RedisServer(aof_dir=str(tmp_path))
+    server.start()
+    env = env_for(server, TEST_TIME_LIMIT="20", TEST_VISIBILITY_TIMEOUT="8")
+    port = free_port()
+    release = tmp_path / "release"
+    body = conversation(return_when_file_exists=str(release))
+    try:
+        with (
+            started(web_command(port), env) as web,
+            started(worker_command("survives", concurrency=1), env) as worker,
+            requests.Session() as session,
+        ):
+            base = f"http://127.0.0.1:{port}"
+            wait_answering(base, web)
+            wait_for(lambda: worker_ready(worker), "the worker", 60)
+            assert post(session, base, body, f"blip-{body['id']}").status_code == 200
+            redis = Redis.from_url(server.url)
+            wait_for(lambda: counts(redis, "runs").get(body["id"]) == 1, "the handler to run")
+            server.kill_hard()  # after the handler's run was counted, before "done"
+            release.touch()  # the handler returns now, with Redis gone
+            try:
+                wait_for(lambda: "'done' not recorded yet" in worker.output(), "the failed write of done")
+            except TimeoutError:
+                raise AssertionError(worker.output()[-4000:]) from None
+            server.start()  # the same port and append-only file: the queue and claims come back
+            redis = Redis.from_url(server.url)
+            wait_for(lambda: drained(redis), "the queue to drain", 90)
+            wait_for(lambda: "succeeded in" in worker.output(), "the task to be acknowledged", 60)
+            # Past the visibility timeout: a redelivered message, if any, has been dealt with.
+            wait_for(lambda: drained(redis) and redis.llen("celery") == 0, "nothing left", 30)
+            assert counts(redis, "runs") == {body["id"]: 1}
+            assert counts(redis, "starts") == {body["id"]: 1}
+    finally:
+        server.stop()
