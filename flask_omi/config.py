@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._moved import warn_deprecated
 from .errors import OmiConfigError, StoreNotShared
 from .keystore import RecordStore
 from .stores import resolve_store
@@ -55,7 +54,6 @@ DEFAULTS: dict[str, Any] = {
     "OMI_API_MAX_RESPONSE_BYTES": 32 * MIB,
     # what OMI sends: webhooks and chat tools
     "OMI_SIGNING_SECRET": None,
-    "OMI_WEBHOOK_SECRET": None,
     "OMI_WEBHOOK_MAX_BYTES": 5 * MIB,
     "OMI_WEBHOOK_TOLERANCE": 300,
     "OMI_WEBHOOK_DEDUP": True,
@@ -63,7 +61,6 @@ DEFAULTS: dict[str, Any] = {
     "OMI_WEBHOOK_TASK_TIME_LIMIT": 300,
     "OMI_WEBHOOK_DEDUP_TTL": 3 * 3600,  # OMI's retry horizon: flask_omi.inbound.deliveries
     # chat tools
-    "OMI_TOOLS_SECRET": None,
     "OMI_TOOLS_MAX_BYTES": 1 * MIB,
     "OMI_TOOLS_DEDUP": True,
 }
@@ -96,14 +93,12 @@ DESCRIPTIONS: dict[str, str] = {
     "OMI_API_DEADLINE": "Seconds all attempts of one call may take together.",
     "OMI_API_MAX_RESPONSE_BYTES": "Largest answer from OMI that is read.",
     "OMI_SIGNING_SECRET": "The app's signing secret from OMI (a list while rotating).",
-    "OMI_WEBHOOK_SECRET": "The 0.2 name of OMI_SIGNING_SECRET for webhooks; warns.",
     "OMI_WEBHOOK_MAX_BYTES": "Largest webhook body accepted.",
     "OMI_WEBHOOK_TOLERANCE": "Seconds a signature's timestamp may be off.",
     "OMI_WEBHOOK_DEDUP": "Where deliveries and used signatures are remembered (a store).",
     "OMI_WEBHOOK_TASK_RETRIES": "Retries of a failing background handler, with backoff.",
     "OMI_WEBHOOK_TASK_TIME_LIMIT": "Seconds a background handler may run before its worker stops it.",
     "OMI_WEBHOOK_DEDUP_TTL": "Seconds a handled delivery is remembered (OMI retries for up to 2 h 15 min).",
-    "OMI_TOOLS_SECRET": "The 0.2 name of OMI_SIGNING_SECRET for tool calls; warns.",
     "OMI_TOOLS_MAX_BYTES": "Largest tool call accepted.",
     "OMI_TOOLS_DEDUP": "Where tool calls are remembered to refuse replays (a store).",
 }
@@ -233,15 +228,24 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         _secrets,
         "the app's signing secret from OMI (whsec_...), a list of them, or None",
     ),
-    "OMI_WEBHOOK_SECRET": (_secrets, "the app's signing secret from OMI (whsec_...) or None"),
     "OMI_WEBHOOK_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
     "OMI_WEBHOOK_TOLERANCE": (_positive_number, "a positive number of seconds"),
     "OMI_WEBHOOK_DEDUP_TTL": (_positive_int, "a positive whole number of seconds"),
     "OMI_WEBHOOK_TASK_RETRIES": (_count, "a whole number, 0 or more"),
     "OMI_WEBHOOK_TASK_TIME_LIMIT": (_positive_int, "a positive whole number of seconds"),
-    "OMI_TOOLS_SECRET": (_secrets, "the app's signing secret from OMI (whsec_...) or None"),
     "OMI_TOOLS_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
 }
+
+
+def _nearest(key: str) -> str | None:
+    """The known setting an unknown one most likely meant: among those ending in the same word
+    (``..._SECRET`` means a secret), else among all."""
+    last = key.rsplit("_", 1)[-1]
+    same_kind = [name for name in DEFAULTS if name.rsplit("_", 1)[-1] == last]
+    close = difflib.get_close_matches(key, same_kind, n=1, cutoff=0.3) or difflib.get_close_matches(
+        key, DEFAULTS, n=1
+    )
+    return close[0] if close else None
 
 
 def _refused_unshared(app: App, error: StoreNotShared) -> Any:
@@ -258,8 +262,8 @@ def check_config(app: App) -> None:
     config = app.config
     for key in config:
         if key.startswith("OMI_") and key not in DEFAULTS:
-            close = difflib.get_close_matches(key, DEFAULTS, n=1)
-            hint = f" Did you mean {close[0]}?" if close else ""
+            close = _nearest(key)
+            hint = f" Did you mean {close}?" if close else ""
             raise OmiConfigError(f"{key} is not a flask-omi setting.{hint}")
     for key, (valid, what) in _RULES.items():
         if not valid(config[key]):
@@ -269,25 +273,12 @@ def check_config(app: App) -> None:
     for key in STORE_SETTINGS:
         store_for(config, key)  # raises OmiConfigError naming the key when unusable
     app.register_error_handler(StoreNotShared, lambda error: _refused_unshared(app, error))
-    for old in LEGACY_SECRETS:
-        if config[old] is not None:
-            warn_deprecated(
-                f"{old} is now OMI_SIGNING_SECRET: OMI signs webhooks and tool calls with one secret "
-                "per app. Set OMI_SIGNING_SECRET (a list while you rotate it); the old name goes in the "
-                "next release."
-            )
 
 
-#: The settings of 0.2 that OMI_SIGNING_SECRET replaces, each still read by its receiver.
-LEGACY_SECRETS = ("OMI_WEBHOOK_SECRET", "OMI_TOOLS_SECRET")
-
-
-def signing_secrets(config: Mapping[str, Any], legacy: str) -> tuple[str, ...]:
-    """The secrets a receiver checks signatures with: ``OMI_SIGNING_SECRET``, else its 0.2 setting
-    (``legacy``). Empty: signatures are not checked."""
+def signing_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The secrets signatures are checked with: ``OMI_SIGNING_SECRET`` (a list while it rotates).
+    Empty: signatures are not checked."""
     value = config["OMI_SIGNING_SECRET"]
-    if value is None:
-        value = config[legacy]
     if not value:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
@@ -329,7 +320,7 @@ def check_confirm_config(app: App) -> None:
             "https://app.example.com): the code's message names the site from it, never from the "
             "request's Host header, which the requester chooses."
         )
-    if "chat" in config["OMI_CONFIRM_CHANNELS"] and not signing_secrets(config, "OMI_TOOLS_SECRET"):
+    if "chat" in config["OMI_CONFIRM_CHANNELS"] and not signing_secrets(config):
         raise OmiConfigError(
             "OMI_CONFIRM_CHANNELS includes 'chat', whose tool call OMI signs with the app's signing "
             "secret: set OMI_SIGNING_SECRET (whsec_...), or anyone could confirm anyone's sign-in."

@@ -43,8 +43,8 @@ def inbound_findings(app: Flask, local: bool) -> list[Finding]:
                 "(logout CSRF). Sign out with a POST form.",
             )
         )
-    found.extend(_receiver("omi_webhooks", "webhooks", "OMI_WEBHOOK_SECRET", "OMI_WEBHOOK_DEDUP", app))
-    found.extend(_receiver("omi_tools", "tool calls", "OMI_TOOLS_SECRET", "OMI_TOOLS_DEDUP", app))
+    found.extend(_receiver("omi_webhooks", "webhooks", "OMI_WEBHOOK_DEDUP", app))
+    found.extend(_receiver("omi_tools", "tool calls", "OMI_TOOLS_DEDUP", app))
     found.extend(_background(app))
     found.extend(_remember_cookie(app, local))
     return found
@@ -151,12 +151,12 @@ def _limits(config: Any) -> list[Finding]:
     return found
 
 
-def _receiver(extension: str, what: str, legacy_secret: str, store_key: str, app: Flask) -> list[Finding]:
+def _receiver(extension: str, what: str, store_key: str, app: Flask) -> list[Finding]:
     if extension not in app.extensions:
         return []
     config = app.config
     found: list[Finding] = []
-    if not signing_secrets(config, legacy_secret):
+    if not signing_secrets(config):
         found.append(
             Finding(
                 True,

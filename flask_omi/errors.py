@@ -304,9 +304,3 @@ class InboundSignatureError(OmiInboundError):
 class InboundPayloadError(OmiInboundError):
     """The body, query or headers are not what OMI sends for this endpoint (400, or 413 when too
     big)."""
-
-
-#: The names of 0.2, which predate chat tools: the same classes, kept for code that catches them.
-OmiWebhookError = OmiInboundError
-WebhookSignatureError = InboundSignatureError
-WebhookPayloadError = InboundPayloadError

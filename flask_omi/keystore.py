@@ -27,8 +27,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 logger = logging.getLogger("flask_omi")
 
 Claim = Literal["new", "running", "done"]
-#: Kept for code written against 0.2: the same three values.
-Status = Claim
 WhenFull = Literal["refuse", "forget_oldest"]
 #: How long a webhook delivery's claim may stay "running": twice OMI's 30 s read timeout. A handler
 #: still running then has had its delivery given up by OMI, whose retry may take the claim over;

@@ -12,8 +12,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, TypedDict
 
-from ._moved import moved
-
 
 class Memory(TypedDict, total=False):
     """A memory (fact) OMI keeps about the user, as ``get_memories`` returns it."""
@@ -137,9 +135,3 @@ def date_param(value: date | datetime | str | None, name: str) -> str | None:
     if isinstance(value, datetime):
         return iso_datetime(value, name)
     return value.isoformat()
-
-
-#: The TypedDicts' names of 0.2, kept for one release.
-__getattr__ = moved(
-    __name__, __name__, {"TranscriptSegment": "TranscriptSegmentDict", "Structured": "StructuredDict"}
-)

@@ -8,17 +8,15 @@ share one interface, :class:`KeyStore`, and two backends side by side, :class:`M
 
 Each setting that takes a store (``OMI_STATE_REGISTRY``, ``OMI_WEBHOOK_DEDUP``, ``OMI_TOOLS_DEDUP``)
 follows one convention, read by :func:`resolve_store`: ``True`` (an in-process store), ``False``
-or ``None`` (off), the app's Redis client (shared), or any :class:`KeyStore`. The older objects
-(:class:`StateRegistry`, :class:`DeliveryLedger`) are still taken. Framework-neutral.
+or ``None`` (off), the app's Redis URL or client (shared), or any :class:`KeyStore`; ``OMI_STORE``
+stands for each one left at its default. Framework-neutral.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from .errors import OmiConfigError, StoreNotShared
 from .keystore import (
@@ -28,7 +26,6 @@ from .keystore import (
     MemoryStore,
     RecordStore,
     RedisStore,
-    Status,
     StoreFull,
     WhenFull,
     claim_all,
@@ -38,18 +35,11 @@ from .keystore import (
 __all__ = [
     "RUNNING_TTL",
     "Claim",
-    "DeliveryLedger",
     "KeyStore",
-    "MemoryDeliveryLedger",
-    "MemoryStateRegistry",
     "MemoryStore",
     "PerProcessNotice",
     "RecordStore",
-    "RedisDeliveryLedger",
-    "RedisStateRegistry",
     "RedisStore",
-    "StateRegistry",
-    "Status",
     "StoreFull",
     "WhenFull",
     "claim_all",
@@ -57,124 +47,6 @@ __all__ = [
     "is_per_process",
     "resolve_store",
 ]
-
-
-# -- the names of 0.2, kept ------------------------------------------------------------------------
-@runtime_checkable
-class StateRegistry(Protocol):
-    """Records each state once; ``claim`` must be atomic across every instance that shares it.
-
-    Any :class:`KeyStore` serves as well; this shape is still accepted.
-    """
-
-    def claim(self, key: str, ttl: int) -> bool:
-        """Record ``key`` for ``ttl`` seconds; True if this call recorded it, False if it was there."""
-        ...  # pragma: no cover - a protocol
-
-
-@runtime_checkable
-class DeliveryLedger(Protocol):
-    """A :class:`KeyStore` whose claim is called ``begin``; still accepted for de-duplication."""
-
-    def begin(self, key: str, ttl: int) -> Claim:
-        """Claim ``key`` as running unless it is there; return what it was ("new" if claimed)."""
-        ...  # pragma: no cover - a protocol
-
-    def finish(self, key: str, ttl: int) -> None:
-        """Mark ``key`` done for ``ttl`` seconds."""
-        ...  # pragma: no cover - a protocol
-
-    def abandon(self, key: str) -> None:
-        """Forget ``key``, so that a retry runs the handler again."""
-        ...  # pragma: no cover - a protocol
-
-
-class MemoryStateRegistry:
-    """A used-state registry in this process's memory, for an app served by one process.
-
-    It does not help across processes or machines. When full it refuses new claims (the sign-in
-    fails with 503) rather than forget a live claim and so allow a replay.
-    """
-
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = MemoryStore(max_entries, when_full="refuse", clock=clock)
-
-    def claim(self, key: str, ttl: int) -> bool:
-        """Record ``key`` for ``ttl`` seconds; True if this call recorded it, False if it was there."""
-        return self.store.claim(key, ttl) == "new"
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-
-class RedisStateRegistry:
-    """A used-state registry in Redis: exactly one of any number of concurrent claims, from any
-    instance, gets True."""
-
-    def __init__(self, redis: Any, prefix: str = "omi:state:") -> None:
-        self.store = RedisStore(redis, prefix)
-
-    def claim(self, key: str, ttl: int) -> bool:
-        """Record ``key`` for ``ttl`` seconds; True if this call recorded it, False if it was there."""
-        return self.store.claim(key, ttl) == "new"
-
-    def __repr__(self) -> str:
-        return f"RedisStateRegistry({self.store!r})"
-
-
-class MemoryDeliveryLedger(MemoryStore):
-    """An in-process de-duplication ledger of at most ``max_entries`` keys; the oldest are
-    forgotten first when it is full."""
-
-    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(max_entries, when_full="forget_oldest", clock=clock)
-
-    def begin(self, key: str, ttl: int) -> Claim:
-        """The 0.2 name of :meth:`claim`."""
-        return self.claim(key, ttl)
-
-
-class RedisDeliveryLedger(RedisStore):
-    """A de-duplication ledger in Redis, shared by every instance."""
-
-    def __init__(self, redis: Any, prefix: str = "omi:delivery:") -> None:
-        super().__init__(redis, prefix)
-
-    def begin(self, key: str, ttl: int) -> Claim:
-        """The 0.2 name of :meth:`claim`."""
-        return self.claim(key, ttl)
-
-
-class _RegistryAsStore:
-    """A :class:`StateRegistry` seen as a :class:`KeyStore` (a claim once taken stays taken)."""
-
-    def __init__(self, registry: StateRegistry) -> None:
-        self.registry = registry
-
-    def claim(self, key: str, ttl: int) -> Claim:
-        return "new" if self.registry.claim(key, ttl) else "done"
-
-    def finish(self, key: str, ttl: int) -> None:
-        """A registry's claim is already final."""
-
-    def abandon(self, key: str) -> None:
-        """A registry cannot forget (it never needs to: a state is used once)."""
-
-
-class _LedgerAsStore:
-    """A :class:`DeliveryLedger` seen as a :class:`KeyStore`."""
-
-    def __init__(self, ledger: DeliveryLedger) -> None:
-        self.ledger = ledger
-
-    def claim(self, key: str, ttl: int) -> Claim:
-        return self.ledger.begin(key, ttl)
-
-    def finish(self, key: str, ttl: int) -> None:
-        self.ledger.finish(key, ttl)
-
-    def abandon(self, key: str) -> None:
-        self.ledger.abandon(key)
 
 
 def _is_redis(value: object) -> bool:
@@ -213,16 +85,10 @@ def resolve_store(
         return RedisStore(redis_client(value), prefix)
     if value is True:
         return MemoryStore(max_entries, when_full=when_full, name=f"{setting}'s in-process store")
-    if isinstance(value, (MemoryStateRegistry, RedisStateRegistry)):
-        return value.store
     if isinstance(value, KeyStore):
         return value
-    if isinstance(value, DeliveryLedger):
-        return _LedgerAsStore(value)
     if _is_redis(value):
         return RedisStore(value, prefix)
-    if isinstance(value, StateRegistry):
-        return _RegistryAsStore(value)
     raise OmiConfigError(
         f"{setting} must be True (this process), False, the app's Redis URL or client (every "
         f"instance) or a flask_omi.stores.KeyStore; got {type(value).__name__}."
@@ -231,9 +97,7 @@ def resolve_store(
 
 def is_per_process(store: object) -> bool:
     """Whether ``store`` lives in this process's memory, and so guards nothing across workers."""
-    inner = getattr(store, "ledger", None) or getattr(store, "registry", None) or store
-    inner = getattr(inner, "store", inner)
-    return isinstance(inner, MemoryStore)
+    return isinstance(store, MemoryStore)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def _load_user() -> Any:
 def _signed_in_uid() -> str | None:
     if not has_request_context():
         raise RuntimeError(
-            "current_omi_uid is used outside a request: who is signed in is a property of a "
+            "omi_uid() is called outside a request: who is signed in is a property of a "
             "request's session. In a background job or a CLI command, pass the uid along instead."
         )
     uid = session.get(UID_KEY)
@@ -116,10 +116,13 @@ class _CurrentUserProxy(LocalProxy):  # type: ignore[type-arg]
 #: ``RuntimeError``, as Flask's ``request`` does.
 current_omi_user: Any = _CurrentUserProxy(_load_user)
 
-#: The signed-in OMI uid (a ``str``), or None: the same whatever the user loader returns and
-#: whether or not the app's user class has a ``uid`` attribute. Outside a request it raises
-#: ``RuntimeError``.
-current_omi_uid: Any = LocalProxy(_signed_in_uid)
+
+def omi_uid() -> str | None:
+    """The signed-in OMI uid, a plain ``str``, or None: the same whatever the user loader returns
+    and whether or not the app's user class has a ``uid``. A value, not a proxy, so it can be
+    compared in a database query (``Entry.uid == omi_uid()``). Outside a request it raises
+    ``RuntimeError``."""
+    return _signed_in_uid()
 
 
 def login_omi_user(uid: str) -> None:

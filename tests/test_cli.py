@@ -12,7 +12,7 @@ import pytest
 import requests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_omi import MemoryStateRegistry, OmiBlueprint
+from flask_omi import OmiBlueprint
 
 from .conftest import cli_streams, make_app
 from .helpers import free_port
@@ -23,7 +23,7 @@ GOOD = {
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "__Host-session",
-    "OMI_STATE_REGISTRY": MemoryStateRegistry(),
+    "OMI_STATE_REGISTRY": True,
     "OMI_CONFIRM_SIGNIN": True,
     "OMI_API_KEY": "sk_test_key",
     "OMI_EXTERNAL_URL": "https://a.example",

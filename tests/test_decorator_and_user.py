@@ -138,19 +138,26 @@ def test_default_user_and_anonymous(app: Flask, client: FlaskClient) -> None:
 
 
 def test_current_user_outside_a_request_is_a_clear_error(app: Flask) -> None:
-    from flask_omi import current_omi_uid
+    from flask_omi import omi_uid
 
-    for proxy, name in ((current_omi_user, "current_omi_user"), (current_omi_uid, "current_omi_uid")):
-        with pytest.raises(RuntimeError, match=f"{name} is used outside a request"):
-            proxy.is_authenticated  # noqa: B018
-        with app.app_context(), pytest.raises(RuntimeError, match="pass the uid along"):
-            proxy.upper()
+    with pytest.raises(RuntimeError, match="current_omi_user is used outside a request"):
+        current_omi_user.is_authenticated  # noqa: B018
+    with app.app_context(), pytest.raises(RuntimeError, match="pass the uid along"):
+        current_omi_user.upper()
+    with pytest.raises(RuntimeError, match=r"omi_uid\(\) is called outside a request"):
+        omi_uid()
+    with app.app_context(), pytest.raises(RuntimeError, match="pass the uid along"):
+        omi_uid()
     with app.test_request_context():
-        assert current_omi_user._get_current_object() is ANONYMOUS and current_omi_uid == None  # noqa: E711
+        assert current_omi_user._get_current_object() is ANONYMOUS and omi_uid() is None
 
 
-def test_current_omi_uid_is_the_uid_whatever_the_loader_returns(bp: OmiBlueprint) -> None:
-    from flask_omi import current_omi_uid
+def test_omi_uid_is_a_plain_str_whatever_the_loader_returns(bp: OmiBlueprint) -> None:
+    """current_omi_uid was a LocalProxy: isinstance(..., str) said True, yet SQLite refused it
+    as a query parameter ("type 'LocalProxy' is not supported"). omi_uid() is a str."""
+    import sqlite3
+
+    from flask_omi import omi_uid
 
     class Account:  # an app's own user class, with no uid attribute
         def __init__(self, key: str) -> None:
@@ -163,7 +170,13 @@ def test_current_omi_uid_is_the_uid_whatever_the_loader_returns(bp: OmiBlueprint
     @app.get("/mine")
     @omi_login_required
     def mine() -> dict[str, Any]:
-        return {"uid": f"{current_omi_uid}", "account": current_omi_user.key}
+        uid = omi_uid()
+        assert type(uid) is str
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE TABLE entry (uid TEXT)")
+        db.execute("INSERT INTO entry VALUES (?)", (uid,))
+        found = db.execute("SELECT uid FROM entry WHERE uid = ?", (uid,)).fetchone()[0]
+        return {"uid": found, "account": current_omi_user.key}
 
     client = app.test_client()
     sign_in(client, "u7")

@@ -15,10 +15,10 @@ from flask_omi import (
     OmiBlueprint,
     OmiConfigError,
     OmiWebhooks,
-    current_omi_uid,
     current_omi_user,
     omi_logged_in,
     omi_login_required,
+    omi_uid,
 )
 from flask_omi.contrib.flask_login import FlaskLoginBridge
 from flask_omi.testing import sign_in_test_client, sign_out_test_client
@@ -53,11 +53,11 @@ def create_app(**config: Any) -> Flask:
     @app.get("/both")
     def both() -> dict[str, Any]:
         # With the bridge, one loader serves both: current_omi_user is the app's User (which has no
-        # uid attribute); the signed-in uid is current_omi_uid, whatever the loader returns.
-        if current_omi_uid:
-            assert current_omi_user.get_id() == current_user.get_id() == current_omi_uid
+        # uid attribute); the signed-in uid is omi_uid(), whatever the loader returns.
+        if omi_uid():
+            assert current_omi_user.get_id() == current_user.get_id() == omi_uid()
         return {
-            "omi": str(current_omi_uid) if current_omi_uid else None,
+            "omi": omi_uid(),
             "flask_login": current_user.get_id() if current_user.is_authenticated else None,
             "planted": session.get("planted"),
         }
@@ -251,7 +251,7 @@ def test_the_sign_out_form_carries_the_csrf_token() -> None:
 def test_module_level_blueprints_serve_every_app_a_factory_makes() -> None:
     """The README's pattern: blueprints and handlers at import, registered in each app the factory
     makes, as with Flask-Login's LoginManager."""
-    from flask_omi import OmiTools, OmiWebhooks, current_omi_uid
+    from flask_omi import OmiTools, OmiWebhooks, omi_uid
 
     omi = OmiBlueprint()
     hooks = OmiWebhooks()
@@ -274,7 +274,7 @@ def test_module_level_blueprints_serve_every_app_a_factory_makes() -> None:
         @app.get("/me")
         @omi_login_required
         def me() -> str:
-            return f"{app_id}:{current_omi_uid}"
+            return f"{app_id}:{omi_uid()}"
 
         return app
 

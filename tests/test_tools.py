@@ -183,7 +183,7 @@ def test_a_tool_that_requires_sign_in_refuses_unknown_uids(live: LiveApp, fake_o
 def test_a_wrong_secret_is_401_which_omi_turns_into_a_generic_message(
     live: LiveApp, fake_omi: FakeOmi
 ) -> None:
-    fake_omi.apps[APP_ID].tools_secret = "whsec_someone_else"
+    fake_omi.apps[APP_ID].signing_secret = "whsec_someone_else"
     call = fake_omi.call_tool(APP_ID, "u1", "search_notes", {"query": "tea"})
     assert call.status == 401 and "temporarily unavailable due to a configuration issue" in call.text
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from flask import Flask, request
 
-from flask_omi import MemoryDeliveryLedger, OmiConfigError, OmiWebhooks
+from flask_omi import OmiConfigError, OmiWebhooks
+from flask_omi.keystore import MemoryStore, RedisStore
 from flask_omi.testing import FakeOmi, LiveServer, deliver_webhook, send_webhook
 
 SECRET = "whsec_deliveries_secret"
@@ -87,7 +88,7 @@ def test_webhook_signing_unsigned_when_the_secret_cannot_be_read(capture: tuple[
     with FakeOmi() as fake:
         fake.register_app(
             "a1", app_home_url="http://127.0.0.1:9/cb", webhook_url=url, triggers_on="memory_creation",
-            webhook_secret=SECRET, webhook_secret_readable=False,
+            signing_secret=SECRET, webhook_secret_readable=False,
         )  # fmt: skip
         fake.trigger("a1", "u1", {"id": "c1"})
         assert fake.deliveries[0].statuses == [200]
@@ -225,7 +226,7 @@ def test_dedup_can_be_turned_off() -> None:
 
 
 class BrokenLedger:
-    def begin(self, key: str, ttl: int) -> str:
+    def claim(self, key: str, ttl: int) -> str:
         raise ConnectionError("redis is down")
 
     def finish(self, key: str, ttl: int) -> None:  # pragma: no cover - never reached
@@ -257,14 +258,15 @@ def test_unusable_delivery_headers_are_400(value: str) -> None:
 
 def test_memory_ledger_expires_and_is_bounded() -> None:
     now = [0.0]
-    ledger = MemoryDeliveryLedger(max_entries=2, clock=lambda: now[0])
-    assert ledger.begin("a", 100) == "new" and ledger.begin("a", 100) == "running"
+    ledger = MemoryStore(max_entries=2, when_full="forget_oldest", clock=lambda: now[0])
+    assert ledger.claim("a", 100) == "new" and ledger.claim("a", 100) == "running"
     ledger.finish("a", 100)
-    assert ledger.begin("a", 100) == "done"
-    ledger.begin("b", 100), ledger.begin("c", 100)
-    assert len(ledger) == 2 and ledger.begin("a", 100) == "new"  # the oldest was forgotten
+    assert ledger.claim("a", 100) == "done"
+    ledger.claim("b", 100), ledger.claim("c", 100)
+    assert len(ledger) == 2 and ledger.claim("a", 100) == "new"  # the oldest was forgotten
+    assert ledger.forgotten == 2
     now[0] = 1000.0
-    assert ledger.begin("b", 100) == "new"  # expired
+    assert ledger.claim("b", 100) == "new"  # expired
 
 
 def test_an_unusable_dedup_setting_fails_at_start_up() -> None:
@@ -280,7 +282,7 @@ def test_the_fake_retries_into_flask_omi_until_the_handler_succeeds() -> None:
     with LiveServer(app) as server, FakeOmi() as fake:
         fake.register_app(
             "a1", app_home_url="http://127.0.0.1:9/cb", webhook_url=f"{server.url}/omi/webhooks/conversation",
-            triggers_on="memory_creation", webhook_secret=SECRET,
+            triggers_on="memory_creation", signing_secret=SECRET,
         )  # fmt: skip
         delivery = fake.trigger("a1", "u1", fake.make_conversation("retry me"))
         again = send_webhook(
@@ -333,26 +335,24 @@ def requests_post(url: str, key: str) -> int:
 def test_the_redis_ledger_in_process() -> None:
     import redis
 
-    from flask_omi import RedisDeliveryLedger
-
     from .attack.servers import redis_server
 
     with redis_server() as redis_url:
         store = redis.from_url(redis_url)
-        ledger = RedisDeliveryLedger(store)
-        assert ledger.begin("k", 100) == "new" and ledger.begin("k", 100) == "running"
+        ledger = RedisStore(store, "omi:delivery:")
+        assert ledger.claim("k", 100) == "new" and ledger.claim("k", 100) == "running"
         assert 0 < store.ttl("omi:delivery:k") <= 100
         ledger.finish("k", 1000)
-        assert ledger.begin("k", 100) == "done" and store.ttl("omi:delivery:k") > 300
+        assert ledger.claim("k", 100) == "done" and store.ttl("omi:delivery:k") > 300
         ledger.abandon("k")
-        assert ledger.begin("k", 100) == "new"
+        assert ledger.claim("k", 100) == "new"
         counter = Counter()
         client = receiver(counter, OMI_WEBHOOK_DEDUP=store).test_client()
         post(client, key="shared"), post(client, key="shared")
         assert len(counter.events) == 1
 
 
-class ForgetfulLedger(MemoryDeliveryLedger):
+class ForgetfulLedger(MemoryStore):
     def finish(self, key: str, ttl: int) -> None:
         raise ConnectionError("redis went away after the handler ran")
 

@@ -14,7 +14,8 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_omi import AudioChunk, ConversationCreated, OmiWebhooks, TranscriptBatch, WebhookSignatureError
+from flask_omi import AudioChunk, ConversationCreated, OmiWebhooks, TranscriptBatch
+from flask_omi.errors import InboundSignatureError
 from flask_omi.inbound.signing import signature_header, verify_signature
 from flask_omi.testing import FakeOmi, LiveServer, send_webhook, webhook_url
 
@@ -322,7 +323,7 @@ def test_signature_at_the_tolerance_edge_and_rotated_secrets(
 def test_verify_signature_uses_the_given_tolerance() -> None:
     header = independent_signature(SECRET, NOW - 50, "u1", b"x")
     verify_signature(SECRET, header, "u1", b"x", now=NOW, tolerance=60)
-    with pytest.raises(WebhookSignatureError, match="49 s"):
+    with pytest.raises(InboundSignatureError, match="49 s"):
         verify_signature(SECRET, header, "u1", b"x", now=NOW, tolerance=49)
 
 
@@ -381,7 +382,7 @@ def test_fake_omi_triggers_the_apps_configured_webhook(
         app_home_url=f"{live.url}/omi/callback",
         webhook_url=f"{live.url}/omi/webhooks/conversation",
         triggers_on="memory_creation",
-        webhook_secret=SECRET,
+        signing_secret=SECRET,
     )
     assert fake_omi.trigger("hooked", "u7", fake_omi.make_conversation("hello")).statuses == [200]
     assert recorder.events[0].uid == "u7"

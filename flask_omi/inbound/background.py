@@ -157,7 +157,7 @@ def _message_key(app: Flask) -> bytes:
     """What queued messages are signed with: the app's signing secret (the newest, while it
     rotates), else its SECRET_KEY. Anyone who can write to the broker can queue a task; only
     the app can sign one."""
-    secrets = signing_secrets(app.config, "OMI_WEBHOOK_SECRET")
+    secrets = signing_secrets(app.config)
     secret = secrets[0] if secrets else app.secret_key
     if not secret:
         raise OmiConfigError(

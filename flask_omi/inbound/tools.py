@@ -3,7 +3,7 @@
 Declare a tool with ``@omi_tools.tool`` on a typed function; the manifest OMI reads (at
 ``/.well-known/omi-tools.json``) is generated from it. A call is checked in this order, and the
 function runs only if all pass: the tool and its method (404/405), size (413), the ``v2``
-signature when ``OMI_TOOLS_SECRET`` is set (401) and that it was not received before (409), the
+signature when ``OMI_SIGNING_SECRET`` is set (401) and that it was not received before (409), the
 uid and app id (400), the arguments against the declaration (400), a prior sign-in for tools that
 require one (400). Answers are what OMI expects (``backend/utils/retrieval/tools/app_tools.py``):
 ``{"result": ...}``, or ``{"error": "..."}``, whose text OMI's assistant relays to the person. A
@@ -214,7 +214,7 @@ def _render_refusal(error: OmiInboundError) -> Response:
 def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     """Verify ``v2`` when a secret is set, and refuse a delivery seen before (a replay)."""
     config = app.config
-    secrets = signing_secrets(config, "OMI_TOOLS_SECRET")
+    secrets = signing_secrets(config)
     if not secrets:
         return
     delivery, event = header(req, DELIVERY_HEADER) or "", header(req, EVENT_HEADER) or ""

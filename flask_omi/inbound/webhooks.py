@@ -1,7 +1,7 @@
 """``omi_webhooks``: receive what OMI sends (conversations, live transcripts, audio).
 
 Each request is checked in this order, and the handler runs only if all pass: body size (413),
-signature when ``OMI_WEBHOOK_SECRET`` is set (401), uid (400), payload shape (400). A handler
+signature when ``OMI_SIGNING_SECRET`` is set (401), uid (400), payload shape (400). A handler
 returns a message or None; the answer is ``{"message": ...}`` or ``{}``, as OMI expects.
 """
 
@@ -219,7 +219,7 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
     signature = header(req, SIGNATURE_HEADER)
     if not uid and signature is None and _is_reenable_probe(body):
         raise ReenableProbe()
-    secrets = signing_secrets(config, "OMI_WEBHOOK_SECRET")
+    secrets = signing_secrets(config)
     verified = None
     if secrets:
         verified = verify_signature(

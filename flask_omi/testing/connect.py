@@ -48,9 +48,7 @@ def register_app_in_fake(
     urls = app_urls(app, base_url)
     webhook = urls.get(webhook_field("memory_creation"))
     # The secret OMI issued the app is the one the app checks with (the first, while it rotates).
-    secrets = signing_secrets(app.config, "OMI_WEBHOOK_SECRET") or signing_secrets(
-        app.config, "OMI_TOOLS_SECRET"
-    )
+    secrets = signing_secrets(app.config)
     settings: dict[str, object] = {
         "app_home_url": urls[APP_HOME_URL],
         "setup_completed_url": urls[SETUP_COMPLETED_URL],

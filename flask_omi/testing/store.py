@@ -85,25 +85,6 @@ class FakeApp:
             return [*current, self.previous_signing_secret]
         return current
 
-    # The names of 0.2, when the fake had a secret for each: OMI has one per app.
-    @property
-    def webhook_secret(self) -> str | None:
-        """The 0.2 name of :attr:`signing_secret` (OMI has one secret per app)."""
-        return self.signing_secret
-
-    @webhook_secret.setter
-    def webhook_secret(self, value: str | None) -> None:
-        self.signing_secret = value
-
-    @property
-    def tools_secret(self) -> str | None:
-        """The 0.2 name of :attr:`signing_secret` (OMI has one secret per app)."""
-        return self.signing_secret
-
-    @tools_secret.setter
-    def tools_secret(self, value: str | None) -> None:
-        self.signing_secret = value
-
 
 @dataclass
 class CircuitBreaker:
@@ -201,13 +182,6 @@ class FakeOmiStore:
     ) -> tuple[FakeApp, str]:
         """Add an app; returns it and its API key (``sk_...``, generated unless given)."""
         key = api_key or "sk_" + secrets.token_hex(16)
-        legacy = {options.pop(name) for name in ("webhook_secret", "tools_secret") if name in options} - {
-            None
-        }
-        if len(legacy) > 1 or (legacy and options.get("signing_secret") not in (None, *legacy)):
-            raise ValueError("OMI has one signing secret per app: give signing_secret once")
-        if legacy:
-            options["signing_secret"] = legacy.pop()
         app = FakeApp(app_id=app_id, name=name, app_home_url=app_home_url, **options)
         with self.lock:
             self.apps[app_id] = app

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from flask_omi import MemoryStateRegistry, OmiBlueprint, OmiConfigError
+from flask_omi import OmiBlueprint, OmiConfigError
+from flask_omi.keystore import MemoryStore
 
 from ..conftest import make_app, start_login
 from .load import finish, start, whoami
@@ -101,7 +102,7 @@ def test_with_a_redis_registry_exactly_one_wins(
     assert signed_in_as == ""
 
 
-@pytest.mark.parametrize("registry", [MemoryStateRegistry, lambda: True], ids=["MemoryStateRegistry", "True"])
+@pytest.mark.parametrize("registry", [MemoryStore, lambda: True], ids=["MemoryStore", "True"])
 def test_a_memory_registry_refuses_a_replay_with_an_old_cookie(registry: Any) -> None:
     """One process, cookie sessions: the copied cookie still holds the state, the registry does not."""
     app = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=registry())
@@ -119,17 +120,23 @@ def test_a_memory_registry_refuses_a_replay_with_an_old_cookie(registry: Any) ->
 
 def test_memory_registry_expires_claims_and_refuses_when_full() -> None:
     now = [0.0]
-    registry = MemoryStateRegistry(max_entries=2, clock=lambda: now[0])
-    assert registry.claim("a", 10) and not registry.claim("a", 10)
-    assert registry.claim("b", 10)
+    registry = MemoryStore(max_entries=2, when_full="refuse", clock=lambda: now[0])
+    assert registry.claim("a", 10) == "new" and registry.claim("a", 10) == "running"
+    assert registry.claim("b", 10) == "new"
     with pytest.raises(RuntimeError):
         registry.claim("c", 10)  # full: never forget a live claim
     now[0] = 11.0
-    assert registry.claim("a", 10) and len(registry) == 1
+    assert registry.claim("a", 10) == "new" and len(registry) == 1
 
 
 class BrokenRegistry:
-    def claim(self, key: str, ttl: int) -> bool:
+    def claim(self, key: str, ttl: int) -> str:
+        raise ConnectionError("redis is down")
+
+    def finish(self, key: str, ttl: int) -> None:
+        raise ConnectionError("redis is down")
+
+    def abandon(self, key: str) -> None:
         raise ConnectionError("redis is down")
 
 

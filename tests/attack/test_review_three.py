@@ -15,7 +15,6 @@ from flask.testing import FlaskClient
 from flask_login import LoginManager, UserMixin, current_user, login_user
 
 from flask_omi import (
-    MemoryStateRegistry,
     OmiBlueprint,
     OmiConfigError,
     OmiTools,
@@ -24,6 +23,7 @@ from flask_omi import (
 )
 from flask_omi.contrib.flask_login import FlaskLoginBridge
 from flask_omi.inbound.request_signing import signed_headers
+from flask_omi.keystore import MemoryStore
 
 from ..conftest import make_app, start_login
 from ..helpers import assert_refused, sign_in
@@ -95,11 +95,11 @@ def test_an_omi_sign_in_clears_the_previous_users_remember_me(
 def test_a_full_memory_registry_never_locks_everyone_out(
     caplog: pytest.LogCaptureFixture, record_property: pytest.RecordProperty
 ) -> None:
-    """Low 6: anyone could fill MemoryStateRegistry and every sign-in answered 503 with a traceback.
+    """Low 6: anyone could fill an in-process registry and every sign-in answered 503 with a traceback.
     Now only well-formed callbacks claim, a full registry falls back to the session's own
     single-use check, and each refusal is one log line."""
     record_property("cases", 3)
-    registry = MemoryStateRegistry(max_entries=2)
+    registry = MemoryStore(max_entries=2, when_full="refuse")
     app = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=registry)
     attacker = app.test_client()
     for _ in range(5):  # callbacks without a uid claim nothing
@@ -120,7 +120,13 @@ def test_a_full_memory_registry_never_locks_everyone_out(
 
 def test_a_failing_registry_is_logged_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
     class Down:
-        def claim(self, key: str, ttl: int) -> bool:
+        def claim(self, key: str, ttl: int) -> str:
+            raise ConnectionError("redis is down")
+
+        def finish(self, key: str, ttl: int) -> None:  # pragma: no cover - never reached
+            raise ConnectionError("redis is down")
+
+        def abandon(self, key: str) -> None:  # pragma: no cover - never reached
             raise ConnectionError("redis is down")
 
     client = make_app(OmiBlueprint(), OMI_STATE_REGISTRY=Down()).test_client()

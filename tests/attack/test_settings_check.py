@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_omi import MemoryStateRegistry, OmiBlueprint
+from flask_omi import OmiBlueprint
 from flask_omi.checks import weak_secret_key_reason
 
 from ..conftest import cli_streams, make_app
@@ -19,7 +19,7 @@ GOOD: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "__Host-session",
-    "OMI_STATE_REGISTRY": MemoryStateRegistry(),
+    "OMI_STATE_REGISTRY": True,
     # Every sign-in confirmed with a code to the uid's OMI app, in an app that runs one process.
     "OMI_CONFIRM_SIGNIN": True,
     "OMI_API_KEY": "sk_test_key",

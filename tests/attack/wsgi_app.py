@@ -16,7 +16,6 @@ from flask import Flask
 
 from flask_omi import (
     ConversationCreated,
-    MemoryStateRegistry,
     OmiBlueprint,
     OmiWebhooks,
     current_omi_user,
@@ -46,7 +45,7 @@ def create() -> Flask:
 
         app.config["OMI_STATE_REGISTRY"] = redis.from_url(redis_url)
     elif registry == "memory":
-        app.config["OMI_STATE_REGISTRY"] = MemoryStateRegistry()
+        app.config["OMI_STATE_REGISTRY"] = True  # this process only
     if os.environ.get("TEST_CONFIRM"):  # confirmed sign-in, codes sent through the fake OMI
         app.config.update(
             OMI_CONFIRM_SIGNIN=True,

@@ -1,5 +1,0 @@
-"""Moved to :mod:`flask_omi.inbound.tools`; kept for one release, warning when used."""
-
-from ._moved import moved
-
-__getattr__ = moved(__name__, "flask_omi.inbound.tools")
