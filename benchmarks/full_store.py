@@ -55,7 +55,7 @@ def run(deliveries: int = DELIVERIES) -> dict[str, Any]:
         handled += 1
 
     app.register_blueprint(hooks)
-    state = app.extensions["omi_webhooks"]
+    state = app.extensions["omi"].webhooks
     clock = SimulatedClock(time.time())
     state.clock = state.ledger.clock = state.replays.clock = clock
     client = app.test_client()

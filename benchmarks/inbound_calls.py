@@ -87,7 +87,7 @@ def _webhooks_app(dedup: object) -> Flask:
     hooks.on_conversation_created(lambda conversation: None)
     hooks.on_transcript(lambda batch: None)
     app.register_blueprint(hooks)
-    app.extensions["omi_webhooks"].clock = lambda: float(NOW)
+    app.extensions["omi"].webhooks.clock = lambda: float(NOW)
     return app
 
 

@@ -60,7 +60,7 @@ def _tools_app() -> Flask:
         return f"{limit} results for {query}"
 
     app.register_blueprint(tools)
-    app.extensions["omi_tools"].clock = lambda: float(NOW)
+    app.extensions["omi"].tools.clock = lambda: float(NOW)
     return app
 
 
@@ -70,7 +70,7 @@ def _webhooks_app() -> Flask:
     hooks = OmiWebhooks()
     hooks.on_transcript(lambda batch: None)
     app.register_blueprint(hooks)
-    app.extensions["omi_webhooks"].clock = lambda: float(NOW)
+    app.extensions["omi"].webhooks.clock = lambda: float(NOW)
     return app
 
 

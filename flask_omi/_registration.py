@@ -9,12 +9,36 @@ flask-omi refuses its handler decorators.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .errors import OmiConfigError
 
 if TYPE_CHECKING:
     from flask.sansio.app import App
+
+
+@dataclass
+class OmiRecord:
+    """Everything flask-omi keeps for one app, in ``app.extensions["omi"]``: one record, one part
+    per job, each None until the blueprint that does it is registered. No part holds the app."""
+
+    #: Sign-in (``OmiBlueprint``): :class:`flask_omi.extension.OmiExtension`.
+    signin: Any = None
+    #: Webhooks (``OmiWebhooks``): :class:`flask_omi.inbound.webhooks.WebhookState`.
+    webhooks: Any = None
+    #: Chat tools (``OmiTools``): :class:`flask_omi.inbound.tools.ToolsState`.
+    tools: Any = None
+    #: The app's API client, built on first use by ``omi_client()``.
+    client: Any = None
+    #: The Flask-Login bridge, when ``FlaskLoginBridge.init_app`` was called.
+    flask_login: Any = None
+
+
+def record_of(app: App) -> OmiRecord:
+    """The app's record, made on first use."""
+    record: OmiRecord = app.extensions.setdefault("omi", OmiRecord())
+    return record
 
 
 class HandlersBeforeRegistration:
@@ -35,10 +59,10 @@ class HandlersBeforeRegistration:
             )
 
 
-def claim_extension_slot(app: App, key: str, kind: str) -> None:
+def claim_extension_slot(app: App, part: str, kind: str) -> None:
     """One blueprint of each kind per app: a second would silently replace the first's state (its
     handlers, its verifiers, its manifest) for every request, so it is refused."""
-    if key in app.extensions:
+    if getattr(app.extensions.get("omi"), part, None) is not None:
         raise OmiConfigError(
             f"This app already has an {kind}: register one {kind} per app (give it a url_prefix of "
             f"your choice); a second one would silently take over the first one's settings."

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, url_for
 
-from .extension import get_extension
+from ._registration import record_of
 from .inbound.protocol import TRIGGER_RECEIVERS
 
 APP_HOME_URL = "App Home URL"
@@ -25,21 +25,22 @@ def webhook_field(trigger: str) -> str:
 
 
 def external_urls(app: Flask, base_url: str) -> dict[str, str]:
-    """The URLs to paste into OMI, as this app generates them when served at ``base_url``."""
-    ext = get_extension(app)
+    """The URLs to paste into OMI, as this app generates them when served at ``base_url``: only
+    those of parts the app registered, and only webhooks it has a handler for."""
+    record = record_of(app)
     parts = urlsplit(base_url)
+    urls: dict[str, str] = {}
     with app.test_request_context("/", base_url=f"{parts.scheme}://{parts.netloc}{parts.path}"):
-        urls = {
-            APP_HOME_URL: url_for(ext.endpoint("callback"), _external=True),
-            SETUP_COMPLETED_URL: url_for(ext.endpoint("setup_completed"), _external=True),
-        }
-        tools = app.extensions.get("omi_tools")
-        if tools is not None:
-            urls[MANIFEST_URL] = url_for(f"{tools.endpoint_prefix}.manifest", _external=True)
-        webhooks = app.extensions.get("omi_webhooks")
+        if record.signin is not None:
+            urls[APP_HOME_URL] = url_for(record.signin.endpoint("callback"), _external=True)
+            urls[SETUP_COMPLETED_URL] = url_for(record.signin.endpoint("setup_completed"), _external=True)
+        if record.tools is not None:
+            urls[MANIFEST_URL] = url_for(f"{record.tools.endpoint_prefix}.manifest", _external=True)
+        webhooks = record.webhooks
         if webhooks is not None:
-            for trigger, endpoint in TRIGGER_RECEIVERS.items():
-                urls[webhook_field(trigger)] = url_for(
-                    f"{webhooks.endpoint_prefix}.{endpoint}", _external=True
-                )
+            for trigger, kind in TRIGGER_RECEIVERS.items():
+                if kind in webhooks.handled:
+                    urls[webhook_field(trigger)] = url_for(
+                        f"{webhooks.endpoint_prefix}.{kind}", _external=True
+                    )
         return urls

@@ -8,8 +8,8 @@ from flask import Blueprint, current_app
 from flask.sansio.blueprints import BlueprintSetupState
 
 from . import confirm_views, views
-from ._registration import HandlersBeforeRegistration, claim_extension_slot
-from .cli import register_commands
+from ._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
+from .cli import add_cli
 from .config import check_sign_in_config, set_up
 from .confirm_tool import attach_confirm_tool
 from .errors import OmiCallbackError
@@ -37,7 +37,7 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
 
     Registration applies the ``OMI_*`` config defaults, checks every ``OMI_*`` value and that
     ``OMI_APP_ID`` and ``SECRET_KEY`` are set,
-    records the app's state in ``app.extensions["omi"]``, renders callback errors app-wide and exposes
+    records the app's state in ``app.extensions["omi"].signin``, renders callback errors app-wide and exposes
     ``current_omi_user`` to templates. The decorators below register the app's callbacks.
     """
 
@@ -54,16 +54,16 @@ class OmiBlueprint(HandlersBeforeRegistration, Blueprint):
         self.app_errorhandler(OmiCallbackError)(render_callback_error)
         self.app_context_processor(_template_context)
         self.record_once(self._set_up_app)
-        register_commands(self.cli)
 
     def _set_up_app(self, state: BlueprintSetupState) -> None:
         self._close_handlers()
         app = state.app
-        claim_extension_slot(app, "omi", "OmiBlueprint")
+        claim_extension_slot(app, "signin", "OmiBlueprint")
         set_up(app)
         check_sign_in_config(app)
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
-        app.extensions["omi"] = OmiExtension(handlers=self.handlers, endpoint_prefix=prefix)
+        record_of(app).signin = OmiExtension(handlers=self.handlers, endpoint_prefix=prefix)
+        add_cli(app)
         if app.config["OMI_CONFIRM_SIGNIN"] and "chat" in app.config["OMI_CONFIRM_CHANNELS"]:
             attach_confirm_tool(app)
 

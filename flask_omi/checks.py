@@ -12,6 +12,7 @@ from urllib.parse import SplitResult, urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ._registration import record_of
 from .config import store_for
 from .deployment_checks import LOCAL_HOSTS, Finding, inbound_findings
 from .stores import is_per_process
@@ -43,17 +44,21 @@ def weak_secret_key_reason(key: object) -> str | None:
 
 
 def check_settings(app: Flask, base_url: str, behind_proxy: bool) -> list[Finding]:
+    """Every finding for ``app`` served at ``base_url``: sign-in's only when it registered the
+    sign-in blueprint (a webhook-only app has no session to protect)."""
     parts = urlsplit(base_url)
     local = (parts.hostname or "") in LOCAL_HOSTS
-    found = [
+    signin = [
         *_secret_key(app),
         *_cookie(app.config, parts, local),
-        *_urls(parts, local),
         *_sign_in(app, parts, local),
+    ]
+    return [
+        *(signin if record_of(app).signin is not None else []),
+        *_urls(parts, local),
         *_proxy(app, parts, local, behind_proxy),
         *inbound_findings(app, local),
     ]
-    return found
 
 
 def _secret_key(app: Flask) -> list[Finding]:

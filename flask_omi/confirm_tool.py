@@ -18,6 +18,7 @@ from typing import Annotated
 from flask.sansio.app import App
 
 from . import confirm
+from ._registration import record_of
 from .confirm_views import ledger, site_name
 from .errors import OmiConfigError
 from .extension import get_extension
@@ -59,10 +60,10 @@ SPEC = describe(omi_confirm_sign_in, name=confirm.CHAT_TOOL_NAME)
 
 def attach_confirm_tool(app: App) -> None:
     """Declare the tool on the app's tools (an :class:`OmiTools` of its own when it has none)."""
-    state: ToolsState | None = app.extensions.get("omi_tools")
+    state: ToolsState | None = record_of(app).tools
     if state is None:
         app.register_blueprint(_StandInTools(name="omi_confirm_tools"))
-        state = app.extensions["omi_tools"]
+        state = record_of(app).tools
     if confirm.CHAT_TOOL_NAME in state.specs and state.specs[confirm.CHAT_TOOL_NAME] is not SPEC:
         raise OmiConfigError(
             f"the app declares a tool named {confirm.CHAT_TOOL_NAME!r}, which flask-omi needs"

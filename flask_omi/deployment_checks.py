@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
+from ._registration import record_of
 from .config import DEFAULTS, signing_secrets, store_for
 from .inbound.background import LEASE_MARGIN, TIME_LIMITED_POOLS
 from .stores import is_per_process
@@ -43,8 +44,8 @@ def inbound_findings(app: Flask, local: bool) -> list[Finding]:
                 "(logout CSRF). Sign out with a POST form.",
             )
         )
-    found.extend(_receiver("omi_webhooks", "webhooks", "OMI_WEBHOOK_DEDUP", app))
-    found.extend(_receiver("omi_tools", "tool calls", "OMI_TOOLS_DEDUP", app))
+    found.extend(_receiver("webhooks", "webhooks", "OMI_WEBHOOK_DEDUP", app))
+    found.extend(_receiver("tools", "tool calls", "OMI_TOOLS_DEDUP", app))
     found.extend(_background(app))
     found.extend(_remember_cookie(app, local))
     return found
@@ -54,7 +55,7 @@ def _background(app: Flask) -> list[Finding]:
     """Background handlers run in Celery's worker processes, never the web process: their run
     claims must be in a store those processes share, whatever OMI_SINGLE_PROCESS says; and Celery
     must be able to stop a run at its time limit, and not hand it out again before then."""
-    state = app.extensions.get("omi_webhooks")
+    state = record_of(app).webhooks
     if state is None or not state.background:
         return []
     found: list[Finding] = []
@@ -152,7 +153,7 @@ def _limits(config: Any) -> list[Finding]:
 
 
 def _receiver(extension: str, what: str, store_key: str, app: Flask) -> list[Finding]:
-    if extension not in app.extensions:
+    if getattr(record_of(app), extension) is None:
         return []
     config = app.config
     found: list[Finding] = []
@@ -192,7 +193,7 @@ def _receiver(extension: str, what: str, store_key: str, app: Flask) -> list[Fin
 
 def _remember_cookie(app: Flask, local: bool) -> list[Finding]:
     """The Flask-Login bridge's remember-me cookie is a sign-in that lasts a year."""
-    bridge = app.extensions.get("omi_flask_login")
+    bridge = record_of(app).flask_login
     if bridge is None or not getattr(bridge, "remember", False):
         return []
     config = app.config

@@ -1,4 +1,4 @@
-"""The per-app record that flask-omi keeps in ``app.extensions["omi"]``, and the app's API client.
+"""The sign-in part of the record flask-omi keeps in ``app.extensions["omi"]``, and the app's API client.
 
 It holds the app's callbacks and the blueprint's registered name, never the app itself, so one
 blueprint object can serve several apps (as in an app factory under test). This is the Flask side
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_request_context, request
 
+from ._registration import OmiRecord
 from .client import OmiClient
 from .config import store_for
 from .confirm_records import ConfirmLedger
@@ -53,8 +54,6 @@ class OmiExtension:
     endpoint_prefix: str
     #: Seconds since the epoch. Replace it in tests to move time without sleeping.
     clock: Callable[[], float] = time.time
-    #: The app's API client, built on first use by ``omi_client()``.
-    client: OmiClient | None = None
     #: The fake OMI's base URL, when the app is connected to the fake (tests, demo): the confirm
     #: page links to its phone-like inbox and its chat, so that a developer can read and send codes.
     fake_omi_url: str | None = None
@@ -115,42 +114,35 @@ class OmiExtension:
 
 
 def get_extension(app: Flask | None = None) -> OmiExtension:
+    """The sign-in part of the app's record; raises when no ``OmiBlueprint`` is registered."""
     target = app if app is not None else current_app
-    try:
-        ext: OmiExtension = target.extensions["omi"]
-    except KeyError:
+    record = target.extensions.get("omi")
+    ext: OmiExtension | None = getattr(record, "signin", None)
+    if ext is None:
         raise OmiConfigError(
-            "flask-omi is not set up on this app: call app.register_blueprint(omi_bp) first."
-        ) from None
+            "flask-omi's sign-in is not set up on this app: call app.register_blueprint(omi_bp) first."
+        )
     return ext
 
 
 _client_lock = threading.Lock()
 
 
-@dataclass
-class ApiClientSlot:
-    """Where an app without the sign-in blueprint keeps its API client
-    (``app.extensions["omi_api"]``): an app that only receives webhooks still acts through OMI's
-    API, from a background handler for one."""
-
-    client: OmiClient | None = None
-
-
 def omi_client() -> OmiClient:
-    """The current app's client, built once from ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    holder: OmiExtension | ApiClientSlot | None = app.extensions.get("omi")
-    if holder is None:
-        if "omi_webhooks" not in app.extensions and "omi_tools" not in app.extensions:
-            get_extension(app)  # raises: no flask-omi blueprint is registered, so no settings
-        holder = app.extensions.setdefault("omi_api", ApiClientSlot())
-    client = holder.client
+    """The current app's client, built once from ``OMI_APP_ID``, ``OMI_API_KEY``, ``OMI_API_BASE``:
+    in any app with a flask-omi part registered (an app that only receives webhooks acts through
+    OMI's API too, from a background handler for one)."""
+    record: OmiRecord | None = current_app.extensions.get("omi")
+    if record is None:
+        raise OmiConfigError(
+            "flask-omi is not set up on this app: register omi_bp, OmiWebhooks or OmiTools first."
+        )
+    client: OmiClient | None = record.client
     if client is None:
         with _client_lock:
-            client = holder.client
+            client = record.client
             if client is None:
-                client = holder.client = build_client(app.config)
+                client = record.client = build_client(current_app.config)
     return client
 
 

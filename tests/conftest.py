@@ -72,7 +72,7 @@ class Clock:
 @pytest.fixture
 def clock(app: Flask) -> Clock:
     c = Clock()
-    app.extensions["omi"].clock = c
+    app.extensions["omi"].signin.clock = c
     return c
 
 

@@ -59,7 +59,9 @@ def test_notifications_errors_map_like_the_other_calls(world: tuple[FakeOmi, Omi
         ({"aid": "chat-app", "message": "m"}, 400, "uid is required"),
         ({"aid": "chat-app", "uid": "u1"}, 400, "message is required"),  # notifications.py 05dc5115
         ({"aid": "chat-app", "uid": "u1", "message": ""}, 400, "message is required"),
-        ({"uid": "u1", "message": ""}, 400, "message is required"),  # checked before anything else
+        # OMI checks the app id first, then the message, then the uid (notifications.py 05dc5115).
+        ({"uid": "u1", "message": ""}, 400, "aid (app id) in request body is required"),
+        ({"aid": "chat-app", "message": ""}, 400, "message is required"),
     ],
 )
 def test_notifications_request_checks(

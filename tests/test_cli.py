@@ -115,7 +115,9 @@ def test_fake_server_command(tmp_path: Path) -> None:
         "app = Flask(__name__)\n"
         "app.config.update(SECRET_KEY='k'*40, OMI_APP_ID='cli-app', OMI_API_KEY='sk_given')\n"
         "app.register_blueprint(OmiBlueprint(), url_prefix='/auth')\n"
-        "app.register_blueprint(OmiWebhooks(), url_prefix='/hooks')\n"
+        "hooks = OmiWebhooks()\n"
+        "hooks.on_conversation_created(lambda event: None)\n"
+        "app.register_blueprint(hooks, url_prefix='/hooks')\n"
     )
     port = free_port()
     env = {**os.environ, "FLASK_APP": str(app_file)}
@@ -170,15 +172,43 @@ def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:
     from flask_omi import OmiWebhooks
 
     app = make_app(OmiBlueprint(), **{**GOOD, "OMI_SINGLE_PROCESS": False, "OMI_CONFIRM_SIGNIN": False})
-    app.register_blueprint(OmiWebhooks())
+    hooks = OmiWebhooks()
+    hooks.on_conversation_created(lambda event: None)
+    hooks.on_transcript(lambda batch: None)
+    app.register_blueprint(hooks)
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
     assert "Webhook URL (memory_creation): https://app.example.com/omi/webhooks/conversation" in result.stdout
     assert (
         "Webhook URL (transcript_processed): https://app.example.com/omi/webhooks/transcript" in result.stdout
     )
-    assert "Webhook URL (audio_bytes): https://app.example.com/omi/webhooks/audio" in result.stdout
+    # No handler, no URL: OMI would get 404 no_handler and disable the app after 72 h of failures.
+    assert "audio_bytes" not in result.stdout
     assert (
         "warning: (must fix) OMI_SIGNING_SECRET is not set: webhooks are accepted unsigned" in result.stdout
     )
     assert "warning: (must fix) OMI_WEBHOOK_DEDUP is kept in each process" in result.stdout
     assert result.exit_code == 1
+
+
+def test_a_webhook_only_app_has_flask_omi_and_lists_only_handled_webhooks() -> None:
+    """A webhook-only app got "No such command 'omi'"; and every webhook URL was listed, handled
+    or not."""
+    from flask import Flask
+
+    from flask_omi import OmiWebhooks
+
+    app = Flask(__name__)
+    app.config.update(OMI_SIGNING_SECRET="whsec_x", OMI_STORE=None, OMI_SINGLE_PROCESS=True)
+    hooks = OmiWebhooks()
+    hooks.on_transcript(lambda batch: None)
+    app.register_blueprint(hooks)
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["omi", "urls", "--base-url", "https://app.example.com"])
+    assert listed.exit_code == 0, listed.output
+    assert (
+        "Webhook URL (transcript_processed): https://app.example.com/omi/webhooks/transcript" in listed.output
+    )
+    assert "memory_creation" not in listed.output and "App Home URL" not in listed.output
+    checked = runner.invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
+    assert checked.exit_code == 0 and "must fix" not in checked.output, checked.output
+    assert "SECRET_KEY" not in checked.output  # no sign-in, no session to protect

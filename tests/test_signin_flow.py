@@ -169,7 +169,7 @@ def test_expired_state_is_refused(app: Flask, client: FlaskClient, clock: Clock)
 def test_state_max_age_is_configurable(bp: OmiBlueprint) -> None:
     app = make_app(bp, OMI_STATE_MAX_AGE=30)
     clock = Clock()
-    app.extensions["omi"].clock = clock
+    app.extensions["omi"].signin.clock = clock
     client = app.test_client()
     stale = start_login(client)
     clock.now += 31

@@ -62,7 +62,7 @@ def build_app(recorder: Recorder, **config: Any) -> Flask:
     hooks.on_transcript(recorder)
     hooks.on_audio(recorder)
     app.register_blueprint(hooks)
-    app.extensions["omi_webhooks"].clock = lambda: float(NOW)
+    app.extensions["omi"].webhooks.clock = lambda: float(NOW)
     return app
 
 
@@ -333,7 +333,7 @@ def test_verify_signature_uses_the_given_tolerance() -> None:
 @pytest.fixture
 def live(recorder: Recorder) -> Iterator[LiveServer]:
     app = build_app(recorder, OMI_SIGNING_SECRET=SECRET)
-    app.extensions["omi_webhooks"].clock = __import__("time").time
+    app.extensions["omi"].webhooks.clock = __import__("time").time
     with LiveServer(app) as server:
         yield server
 

@@ -26,6 +26,7 @@ from typing import Any
 from flask import Flask, g, session
 from flask_login import login_user, logout_user, user_logged_out
 
+from .._registration import record_of
 from ..signals import omi_logged_in, omi_logged_out, omi_logout_requested
 from ..user import logout_omi_user
 
@@ -43,8 +44,9 @@ class FlaskLoginBridge:
         self.remember = remember
 
     def init_app(self, app: Flask) -> None:
-        app.extensions["omi_flask_login"] = self
-        omi = app.extensions.get("omi")
+        record = record_of(app)
+        record.flask_login = self
+        omi = record.signin
         if omi is not None and omi.user_loader() is None:
             omi.fallback_user_loader = self.load_user
         login_manager = getattr(app, "login_manager", None)

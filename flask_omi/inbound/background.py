@@ -234,7 +234,7 @@ def run(
     """One attempt of a background delivery, guarded by its run claim. ``ran``: the handler
     completed in an earlier attempt, whose "done" could not be written; only write it."""
     kind = message["kind"]
-    store: KeyStore | None = app.extensions["omi_webhooks"].ledger
+    store: KeyStore | None = app.extensions["omi"].webhooks.ledger
     lease = int(app.config["OMI_WEBHOOK_TASK_TIME_LIMIT"]) + LEASE_MARGIN
     run_key = f"run:{task.request.id}"
     if ran:

@@ -24,7 +24,8 @@ from typing import Any, TypeVar, cast, overload
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request, url_for
 from flask.sansio.blueprints import BlueprintSetupState
 
-from .._registration import HandlersBeforeRegistration, claim_extension_slot
+from .._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
+from ..cli import add_cli
 from ..config import external_url, set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, InboundSignatureError, OmiConfigError, OmiInboundError
 from ..extension import get_extension
@@ -45,7 +46,7 @@ CALL_FIELDS = frozenset({"uid", "app_id", "tool_name", "geolocation"})
 
 @dataclass
 class ToolsState:
-    """What ``app.extensions["omi_tools"]`` holds."""
+    """The tools part of the app's record (``app.extensions["omi"].tools``)."""
 
     endpoint_prefix: str
     #: Where received calls are remembered to refuse replays (``OMI_TOOLS_DEDUP``), or None.
@@ -121,13 +122,13 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
     def _set_up_app(self, state: BlueprintSetupState, stand_in: bool = False) -> None:
         self._close_handlers()
         app = state.app
-        existing: ToolsState | None = app.extensions.get("omi_tools")
+        existing: ToolsState | None = getattr(app.extensions.get("omi"), "tools", None)
         if existing is None or not existing.stand_in:
-            claim_extension_slot(app, "omi_tools", "OmiTools")
+            claim_extension_slot(app, "tools", "OmiTools")
         set_up(app)
         exempt_from_csrf(app, self)
         if any(spec.requires_sign_in or "user" in spec.injected for spec in self.specs.values()):
-            handlers = app.extensions.get("omi")
+            handlers = record_of(app).signin
             if handlers is None or handlers.user_loader() is None:
                 raise OmiConfigError(
                     "A tool has requires_sign_in=True, which looks the uid up with the user_loader of "
@@ -144,7 +145,7 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
             for name in specs.keys() & existing.specs.keys():
                 raise OmiConfigError(f"a tool named {name!r} is already declared (flask-omi needs it)")
             specs.update(existing.specs)
-        app.extensions["omi_tools"] = ToolsState(
+        record_of(app).tools = ToolsState(
             endpoint_prefix=prefix,
             ledger=ledger,
             clock=time.time,
@@ -153,10 +154,11 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
             chat_messages=self.chat_messages,
             stand_in=stand_in,
         )
+        add_cli(app)
 
     # -- routes -------------------------------------------------------------------------------------
     def _manifest(self) -> Response:
-        state: ToolsState = current_app.extensions["omi_tools"]
+        state: ToolsState = current_app.extensions["omi"].tools
         prefix = state.endpoint_prefix
         tools = [
             # Absolute: OMI turns a relative endpoint into App Home URL + path by concatenation
@@ -176,7 +178,7 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
         # Each proxy is resolved once: a call passes through a dozen checks (see benchmarks/).
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        spec = app.extensions["omi_tools"].specs.get(tool_name)
+        spec = app.extensions["omi"].tools.specs.get(tool_name)
         if spec is None:
             return _error(app, 404, f"This app has no tool named {tool_name!r}.")
         if req.method != spec.method:
@@ -220,7 +222,7 @@ def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     delivery, event = header(req, DELIVERY_HEADER) or "", header(req, EVENT_HEADER) or ""
     if event != TOOL_EVENT or not delivery:
         raise InboundSignatureError("signature_missing", "A tool call must be signed by OMI.")
-    state: ToolsState = app.extensions["omi_tools"]
+    state: ToolsState = app.extensions["omi"].tools
     tolerance = int(config["OMI_WEBHOOK_TOLERANCE"])
     try:
         verify_request_signature(

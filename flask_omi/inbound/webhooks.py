@@ -18,7 +18,8 @@ from typing import Any, NamedTuple, TypeVar, cast, overload
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
 
-from .._registration import HandlersBeforeRegistration, claim_extension_slot
+from .._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
+from ..cli import add_cli
 from ..config import set_up, signing_secrets, store_for
 from ..errors import InboundPayloadError, OmiInboundError
 from ..stores import KeyStore, MemoryStore, PerProcessNotice, is_per_process
@@ -41,7 +42,7 @@ TRIGGER_ENDPOINTS = TRIGGER_RECEIVERS
 
 @dataclass
 class WebhookState:
-    """What ``app.extensions["omi_webhooks"]`` holds."""
+    """The webhooks part of the app's record (``app.extensions["omi"].webhooks``)."""
 
     endpoint_prefix: str
     #: Where handled deliveries are remembered (``OMI_WEBHOOK_DEDUP``), or None.
@@ -55,6 +56,9 @@ class WebhookState:
     notice: PerProcessNotice | None = None
     #: Used signatures of live deliveries while the shared store is out of reach (this process).
     fallback_replays: MemoryStore = field(default_factory=in_process_replay_store)
+    #: The kinds that have a handler (``conversation``, ``transcript``, ``audio``): only their
+    #: URLs are given to OMI, which disables an app whose webhooks keep failing (404 no_handler).
+    handled: frozenset[str] = frozenset()
     #: Whether a handler runs on Celery; its task is ``celery.tasks[background.task_name(prefix)]``
     #: (looked up there, so that nothing here holds the task, whose function holds the app).
     background: bool = False
@@ -140,7 +144,7 @@ class OmiWebhooks(HandlersBeforeRegistration, Blueprint):
         """Check, then run the ``kind`` handler. The request and app proxies are resolved once here
         and handed down: every delivery passes a dozen checks (see benchmarks/)."""
         app, req = _current()
-        uid, body, signature = checked_request(app, req, app.extensions["omi_webhooks"])
+        uid, body, signature = checked_request(app, req, app.extensions["omi"].webhooks)
         return _dispatch(
             app,
             req,
@@ -168,7 +172,7 @@ def _current() -> tuple[Flask, Request]:
 def _set_up_app(state: BlueprintSetupState) -> None:
     if isinstance(state.blueprint, HandlersBeforeRegistration):
         state.blueprint._close_handlers()
-    claim_extension_slot(state.app, "omi_webhooks", "OmiWebhooks")
+    claim_extension_slot(state.app, "webhooks", "OmiWebhooks")
     set_up(state.app)
     exempt_from_csrf(state.app, state.blueprint)
     prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
@@ -181,10 +185,13 @@ def _set_up_app(state: BlueprintSetupState) -> None:
     replays = in_process_replay_store() if state.app.config["OMI_WEBHOOK_DEDUP"] is True else ledger
     webhook_state = WebhookState(prefix, ledger, replays, notice=notice)
     handlers = getattr(state.blueprint, "handlers", None)
+    if isinstance(handlers, WebhookHandlers):
+        webhook_state.handled = frozenset(kind for kind in PARSERS if getattr(handlers, kind) is not None)
     if isinstance(handlers, WebhookHandlers) and handlers.background:
         register_task(cast(Flask, state.app), handlers, prefix)
         webhook_state.background = True
-    state.app.extensions["omi_webhooks"] = webhook_state
+    record_of(state.app).webhooks = webhook_state
+    add_cli(state.app)
 
 
 AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
@@ -288,7 +295,7 @@ def _dispatch(
         for segments in (getattr(event, "segments", None), getattr(event, "transcript_segments", None)):
             if segments is not None:
                 segments.check()
-    state: WebhookState = app.extensions["omi_webhooks"]
+    state: WebhookState = app.extensions["omi"].webhooks
     ledger = state.ledger
     if ledger is None or (idempotency_key is None and delivery.signature is None):
         return (

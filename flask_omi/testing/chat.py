@@ -215,17 +215,17 @@ chat.register_error_handler(ApiError, render_api_error)
 @chat.post("/v1/integrations/notification")
 def chat_message() -> Any:
     """``send_app_notification_to_user`` (``backend/routers/notifications.py`` 05dc5115): its checks
-    in its order (the message first), then the shared hourly limit."""
+    in its order (the app id, then the message, then the uid), then the shared hourly limit."""
     store: FakeOmiStore = current_app.extensions["fake_omi"]
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError(
             422, [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]
         )
-    if not data.get("message"):
-        raise ApiError(400, "message is required")
     if "aid" not in data:
         raise ApiError(400, "aid (app id) in request body is required")
+    if not data.get("message"):
+        raise ApiError(400, "message is required")
     if not data.get("uid"):
         raise ApiError(400, "uid is required")
     uid, app_id = str(data["uid"]), str(data["aid"])

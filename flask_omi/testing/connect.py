@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from .._registration import record_of
 from ..app_urls import APP_HOME_URL, MANIFEST_URL, SETUP_COMPLETED_URL, external_urls, webhook_field
 from ..config import signing_secrets
-from ..extension import get_extension
 from ..inbound.payloads import PROACTIVE_SCOPES
 from ..inbound.protocol import TRIGGERS
 from .store import FakeApp, FakeOmiStore
@@ -39,14 +39,20 @@ def register_app_in_fake(
 ) -> tuple[FakeApp, str]:
     """Register the app's ``OMI_APP_ID`` in ``fake`` with the URLs of its routes at ``base_url``.
 
-    A conversation webhook is configured when the app registered ``OmiWebhooks``, signed with its
-    the app's signing secret, and the chat tools manifest when it registered ``OmiTools``; the API
+    A webhook is configured when the app registered ``OmiWebhooks``: OMI's one trigger per app is
+    the first one the app handles (conversations first), and every handled trigger's URL is kept
+    for tests that trigger another; deliveries are signed with the app's signing secret. The chat
+    tools manifest is configured when the app has ``OmiTools``; the API
     key is the app's ``OMI_API_KEY`` or a new one. The URLs are exactly what ``flask omi check``
     prints for pasting into OMI, so a wrong instruction fails the tests that use the fake.
     Returns the fake's record and the key.
     """
     urls = app_urls(app, base_url)
-    webhook = urls.get(webhook_field("memory_creation"))
+    handled = {
+        trigger: urls[webhook_field(trigger)] for trigger in TRIGGERS if webhook_field(trigger) in urls
+    }
+    first = next(iter(handled), None)
+    webhook = handled.get(first) if first else None
     # The secret OMI issued the app is the one the app checks with (the first, while it rotates).
     secrets = signing_secrets(app.config)
     settings: dict[str, object] = {
@@ -58,8 +64,8 @@ def register_app_in_fake(
     if webhook is not None:
         settings.update(
             webhook_url=webhook,
-            triggers_on="memory_creation",
-            webhook_urls={trigger: urls[webhook_field(trigger)] for trigger in TRIGGERS},
+            triggers_on=first,
+            webhook_urls=handled,
             # What a transcript handler's Notify needs: the capability and every scope.
             capabilities=frozenset({"proactive_notification"}),
             proactive_scopes=PROACTIVE_SCOPES,
@@ -76,7 +82,8 @@ def connect_app(fake: FakeOmiStore, fake_url: str, app: Flask, base_url: str, **
     ``options`` are more of the fake's app settings (``name``, ``auth_steps``...)."""
     _, key = register_app_in_fake(fake, app, base_url, **options)
     app.config.update(OMI_API_BASE=fake_url, OMI_API_KEY=key)
-    extension = get_extension(app)
-    extension.client = None  # a client built before used the old settings
-    extension.fake_omi_url = fake_url  # the confirm page links to the fake's inbox and chat
+    record = record_of(app)
+    record.client = None  # a client built before used the old settings
+    if record.signin is not None:
+        record.signin.fake_omi_url = fake_url  # the confirm page links to the fake's inbox and chat
     return LiveApp(url=base_url, app=app, app_id=str(app.config["OMI_APP_ID"]), api_key=key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,7 @@ class RedisServer:
     #: finds what was written: the queue, the claims. None: no persistence.
     aof_dir: str | None = None
     _scratch: str | None = None
+    _holder: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -102,6 +104,9 @@ class RedisServer:
         else:  # a folder of its own all the same: a test may turn persistence on at run time
             self._scratch = self._scratch or tempfile.mkdtemp(prefix="redis-")
             persistence = ["--appendonly", "no", "--dir", self._scratch]
+        if self._holder is not None:  # the port, held since kill_hard: handed back to Redis
+            self._holder.close()
+            self._holder = None
         self.proc = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", *persistence],
             stdout=subprocess.DEVNULL,
@@ -120,16 +125,28 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
             self.proc = None
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
     def kill_hard(self) -> None:
-        """kill -9: Redis lost in the middle of its work (what it synced survives, with aof_dir)."""
+        """kill -9: Redis lost in the middle of its work (what it synced survives, with aof_dir).
+
+        Its port stays held by a socket that listens and never answers, until :meth:`start`: a
+        client's commands time out meanwhile, as against a lost server, and no other test's
+        server can take the port before this one comes back."""
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+            holder = socket.socket()
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind(("127.0.0.1", self.port))
+            holder.listen(64)
+            self._holder = holder
 
 
 @contextmanager

@@ -37,7 +37,7 @@ def confirming_app(fake: FakeOmi, mode: Any = True, **config: Any) -> Flask:
     app = make_app(
         OmiBlueprint(), OMI_API_KEY=key, OMI_API_BASE=fake.url, OMI_CONFIRM_SIGNIN=mode, **settings
     )
-    app.extensions["omi"].fake_omi_url = fake.url
+    app.extensions["omi"].signin.fake_omi_url = fake.url
 
     @app.get("/api/me")
     @omi_login_required
@@ -145,7 +145,7 @@ def test_guesses_are_bounded_per_uid_across_browsers(fake_omi: FakeOmi) -> None:
 def test_an_expired_code_is_refused(fake_omi: FakeOmi) -> None:
     app = confirming_app(fake_omi)
     clock = Clock()
-    app.extensions["omi"].clock = clock
+    app.extensions["omi"].signin.clock = clock
     owner = app.test_client()
     callback(owner, "owner")
     clock.now += 301
@@ -156,7 +156,7 @@ def test_an_expired_code_is_refused(fake_omi: FakeOmi) -> None:
 def test_a_new_code_after_the_cool_down_replaces_the_old(fake_omi: FakeOmi) -> None:
     app = confirming_app(fake_omi)
     clock = Clock()
-    app.extensions["omi"].clock = clock
+    app.extensions["omi"].signin.clock = clock
     owner = app.test_client()
     callback(owner, "owner")
     old = latest_code(fake_omi, "owner")
@@ -269,7 +269,7 @@ def test_the_confirm_page_links_the_fakes_inbox_only_for_the_fake(fake_omi: Fake
     assert link and link.group(1) == f"{fake_omi.url}/_fake/inbox?uid=owner"
     inbox = requests.get(link.group(1), timeout=5).text
     assert latest_code(fake_omi, "owner")[:4] in inbox
-    app.extensions["omi"].fake_omi_url = None  # an app talking to the real OMI
+    app.extensions["omi"].signin.fake_omi_url = None  # an app talking to the real OMI
     assert "omi-fake-inbox" not in client.get("/omi/confirm").get_data(as_text=True)
 
 

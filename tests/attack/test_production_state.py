@@ -112,7 +112,7 @@ def test_a_full_in_process_ledger_lets_its_oldest_go_logged_once_and_counted(
     with caplog.at_level(logging.WARNING, logger="flask_omi"):
         answers = [signed_conversation(client, f"c{n}").status_code for n in range(40)]
     assert answers == [200] * 40 and len(ran) == 40
-    ledger = app.extensions["omi_webhooks"].ledger
+    ledger = app.extensions["omi"].webhooks.ledger
     assert isinstance(ledger, MemoryStore) and ledger.forgotten == 30 and len(ledger) == 10
     said = [r for r in caplog.records if "oldest are forgotten" in r.getMessage()]
     assert len(said) == 1 and "OMI_WEBHOOK_DEDUP" in said[0].getMessage()

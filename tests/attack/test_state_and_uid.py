@@ -21,7 +21,7 @@ from ..conftest import Clock, make_app, start_login
 @pytest.fixture
 def app() -> Flask:
     app = make_app(OmiBlueprint())
-    app.extensions["omi"].clock = Clock()
+    app.extensions["omi"].signin.clock = Clock()
     return app
 
 
@@ -134,7 +134,7 @@ def test_expired_without_sleeping(app: Flask, failures: list[str]) -> None:
     client = app.test_client()
     with_a_signed_in_user(client)
     state = start_login(client)
-    app.extensions["omi"].clock.now += 601
+    app.extensions["omi"].signin.clock.now += 601
     refused(client, f"uid=u1&state={state}", "state_expired", failures, consumed=True)
 
 
@@ -142,7 +142,7 @@ def test_expiry_keeps_sub_second_precision() -> None:
     """Issued at x.9 s and used 1.2 s later with a 2 s lifetime: valid. A whole-second issue time
     would have made it 2.1 s old."""
     app = make_app(OmiBlueprint(), OMI_STATE_MAX_AGE=2)
-    clock = app.extensions["omi"].clock = Clock(1_800_000_000.9)
+    clock = app.extensions["omi"].signin.clock = Clock(1_800_000_000.9)
     client = app.test_client()
     state = start_login(client)
     clock.now += 1.2

@@ -31,7 +31,7 @@ def build(**config: Any) -> tuple[Flask, list[Any]]:
     hooks.on_transcript(seen.append)
     hooks.on_audio(seen.append)
     app.register_blueprint(hooks)
-    app.extensions["omi_webhooks"].clock = lambda: float(NOW)
+    app.extensions["omi"].webhooks.clock = lambda: float(NOW)
     return app, seen
 
 

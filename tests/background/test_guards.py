@@ -168,7 +168,7 @@ def test_the_default_keeps_signatures_apart_from_deliveries() -> None:
     app = Flask(__name__)
     app.config.update(OMI_SIGNING_SECRET=SECRET)
     app.register_blueprint(OmiWebhooks())
-    state = app.extensions["omi_webhooks"]
+    state = app.extensions["omi"].webhooks
     assert isinstance(state.ledger, MemoryStore) and isinstance(state.replays, MemoryStore)
     assert state.ledger is not state.replays
     assert app.config["OMI_WEBHOOK_DEDUP_TTL"] == RETRY_HORIZON == 10_800
@@ -321,7 +321,7 @@ def test_used_signatures_are_kept_in_their_own_store_in_process() -> None:
     hooks = OmiWebhooks()
     hooks.on_conversation_created(lambda event: None)
     app.register_blueprint(hooks)
-    state = app.extensions["omi_webhooks"]
+    state = app.extensions["omi"].webhooks
     assert delivery(app.test_client(), {"id": "c1"}, key="c1").status_code == 200
     assert (len(state.ledger), len(state.replays)) == (1, 1)
 
