@@ -263,7 +263,7 @@ def inbound_section() -> str:
         "so for large bodies the wall-time ratio is the truer one.\n\n"
         + table(rows, ["variant", "instructions", "vs its floor", "≤ 1.3x", "wall", "vs its floor"])
         + "\n\n"
-        + table([(name, n) for name, n in trips.items()], ["with OMI_WEBHOOK_DEDUP in Redis", "round trips"])
+        + table([(name, n) for name, n in trips.items()], ["with OMI_WEBHOOK_STORE in Redis", "round trips"])
     )
 
 

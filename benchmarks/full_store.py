@@ -99,7 +99,7 @@ def section(result: dict[str, Any]) -> str:
         f"## 8. A full in-process store: {result['deliveries']:,} deliveries to one process\n\n"
         f"{result['deliveries']:,} signed conversation deliveries at a simulated {RATE:.0f} a second "
         f"({result['simulated_hours']:.1f} h of OMI's traffic, in {result['seconds']:.0f} s), default "
-        "stores (`OMI_WEBHOOK_DEDUP = True`). Memory is the process's peak resident set.\n\n"
+        "stores (`OMI_WEBHOOK_STORE = True`). Memory is the process's peak resident set.\n\n"
         "| deliveries | peak RSS | handled deliveries kept | used signatures kept | forgotten (oldest) |\n"
         "|---|---|---|---|---|\n"
         f"{rows}\n\n"

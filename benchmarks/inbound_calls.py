@@ -82,7 +82,7 @@ def transcript_body(segments: int, number: int) -> bytes:
 
 def _webhooks_app(dedup: object) -> Flask:
     app = Flask("webhooks")
-    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=dedup)
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_STORE=dedup)
     hooks = OmiWebhooks()
     hooks.on_conversation_created(lambda conversation: None)
     hooks.on_transcript(lambda batch: None)

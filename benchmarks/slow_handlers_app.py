@@ -23,7 +23,7 @@ def create() -> Flask:
     background = os.environ.get("BENCH_MODE") == "background"
     work = float(os.environ.get("BENCH_HANDLER_SECONDS", "2"))
     app = Flask(__name__)
-    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=Redis.from_url(url, socket_timeout=5))
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_STORE=Redis.from_url(url, socket_timeout=5))
     if background:
         app.config["CELERY"] = {"broker_url": url, "task_ignore_result": True}
         celery_init_app(app)

@@ -55,14 +55,20 @@ DEFAULTS: dict[str, Any] = {
     # what OMI sends: webhooks and chat tools
     "OMI_SIGNING_SECRET": None,
     "OMI_WEBHOOK_MAX_BYTES": 5 * MIB,
-    "OMI_WEBHOOK_TOLERANCE": 300,
-    "OMI_WEBHOOK_DEDUP": True,
+    "OMI_SIGNATURE_TOLERANCE": 300,
+    "OMI_WEBHOOK_STORE": True,
     "OMI_WEBHOOK_TASK_RETRIES": 5,
     "OMI_WEBHOOK_TASK_TIME_LIMIT": 300,
-    "OMI_WEBHOOK_DEDUP_TTL": 3 * 3600,  # OMI's retry horizon: flask_omi.inbound.deliveries
+    # OMI's retry horizon: its durable finalization job makes at most 5 attempts
+    # (LISTEN_FINALIZATION_TASKS_MAX_ATTEMPTS), each leased for up to 1,500 s (DEFAULT_LEASE_SECONDS),
+    # its queue waits at most 60 s between attempts and a missed hand-off is replayed after 300 s:
+    # 5 x (1,500 + 60) + 300 = 8,100 s, rounded up to 3 hours (backend/database/
+    # conversation_finalization_jobs.py 03e60a48, backend/utils/queue_redis.py and
+    # backend/utils/pusher_finalization.py 0d7d9f2d).
+    "OMI_WEBHOOK_DEDUP_TTL": 3 * 3600,
     # chat tools
     "OMI_TOOLS_MAX_BYTES": 1 * MIB,
-    "OMI_TOOLS_DEDUP": True,
+    "OMI_TOOLS_REPLAY_STORE": True,
 }
 
 #: One sentence per key, for the generated configuration reference (docs/conf.py) and tests.
@@ -94,13 +100,13 @@ DESCRIPTIONS: dict[str, str] = {
     "OMI_API_MAX_RESPONSE_BYTES": "Largest answer from OMI that is read.",
     "OMI_SIGNING_SECRET": "The app's signing secret from OMI (a list while rotating).",
     "OMI_WEBHOOK_MAX_BYTES": "Largest webhook body accepted.",
-    "OMI_WEBHOOK_TOLERANCE": "Seconds a signature's timestamp may be off.",
-    "OMI_WEBHOOK_DEDUP": "Where deliveries and used signatures are remembered (a store).",
+    "OMI_SIGNATURE_TOLERANCE": "Seconds a webhook's or a tool call's signed timestamp may be off.",
+    "OMI_WEBHOOK_STORE": "Where handled deliveries, used signatures and background run claims are kept.",
     "OMI_WEBHOOK_TASK_RETRIES": "Retries of a failing background handler, with backoff.",
     "OMI_WEBHOOK_TASK_TIME_LIMIT": "Seconds a background handler may run before its worker stops it.",
     "OMI_WEBHOOK_DEDUP_TTL": "Seconds a handled delivery is remembered (OMI retries for up to 2 h 15 min).",
     "OMI_TOOLS_MAX_BYTES": "Largest tool call accepted.",
-    "OMI_TOOLS_DEDUP": "Where tool calls are remembered to refuse replays (a store).",
+    "OMI_TOOLS_REPLAY_STORE": "Where tool calls are remembered to refuse replays (a store).",
 }
 
 
@@ -121,8 +127,8 @@ def reference_table() -> str:
 #: likely still to retry.
 STORE_SETTINGS: dict[str, dict[str, Any]] = {
     "OMI_STATE_REGISTRY": {"prefix": "omi:state:", "when_full": "refuse", "max_entries": 100_000},
-    "OMI_WEBHOOK_DEDUP": {"prefix": "omi:delivery:", "when_full": "forget_oldest", "max_entries": 100_000},
-    "OMI_TOOLS_DEDUP": {"prefix": "omi:tool-call:", "when_full": "refuse", "max_entries": 100_000},
+    "OMI_WEBHOOK_STORE": {"prefix": "omi:delivery:", "when_full": "forget_oldest", "max_entries": 100_000},
+    "OMI_TOOLS_REPLAY_STORE": {"prefix": "omi:tool-call:", "when_full": "refuse", "max_entries": 100_000},
 }
 
 
@@ -229,7 +235,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "the app's signing secret from OMI (whsec_...), a list of them, or None",
     ),
     "OMI_WEBHOOK_MAX_BYTES": (_positive_int, "a positive whole number of bytes"),
-    "OMI_WEBHOOK_TOLERANCE": (_positive_number, "a positive number of seconds"),
+    "OMI_SIGNATURE_TOLERANCE": (_positive_number, "a positive number of seconds"),
     "OMI_WEBHOOK_DEDUP_TTL": (_positive_int, "a positive whole number of seconds"),
     "OMI_WEBHOOK_TASK_RETRIES": (_count, "a whole number, 0 or more"),
     "OMI_WEBHOOK_TASK_TIME_LIMIT": (_positive_int, "a positive whole number of seconds"),
@@ -237,9 +243,19 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: Names of the unreleased draft, for the error's hint only: none of them is read.
+_DRAFT_NAMES = {
+    "OMI_WEBHOOK_DEDUP": "OMI_WEBHOOK_STORE",
+    "OMI_TOOLS_DEDUP": "OMI_TOOLS_REPLAY_STORE",
+    "OMI_WEBHOOK_TOLERANCE": "OMI_SIGNATURE_TOLERANCE",
+}
+
+
 def _nearest(key: str) -> str | None:
     """The known setting an unknown one most likely meant: among those ending in the same word
     (``..._SECRET`` means a secret), else among all."""
+    if key in _DRAFT_NAMES:
+        return _DRAFT_NAMES[key]
     last = key.rsplit("_", 1)[-1]
     same_kind = [name for name in DEFAULTS if name.rsplit("_", 1)[-1] == last]
     close = difflib.get_close_matches(key, same_kind, n=1, cutoff=0.3) or difflib.get_close_matches(

@@ -44,8 +44,8 @@ def inbound_findings(app: Flask, local: bool) -> list[Finding]:
                 "(logout CSRF). Sign out with a POST form.",
             )
         )
-    found.extend(_receiver("webhooks", "webhooks", "OMI_WEBHOOK_DEDUP", app))
-    found.extend(_receiver("tools", "tool calls", "OMI_TOOLS_DEDUP", app))
+    found.extend(_receiver("webhooks", "webhooks", "OMI_WEBHOOK_STORE", app))
+    found.extend(_receiver("tools", "tool calls", "OMI_TOOLS_REPLAY_STORE", app))
     found.extend(_background(app))
     found.extend(_remember_cookie(app, local))
     return found
@@ -63,10 +63,10 @@ def _background(app: Flask) -> list[Finding]:
         found.append(
             Finding(
                 True,
-                "A webhook handler has background=True but OMI_WEBHOOK_DEDUP is kept in each process: "
+                "A webhook handler has background=True but OMI_WEBHOOK_STORE is kept in each process: "
                 "the web process and the Celery workers cannot see each other's claims, so OMI's "
                 "retries and Celery's redeliveries run the handler again. Set OMI_STORE (or "
-                "OMI_WEBHOOK_DEDUP) to the app's Redis.",
+                "OMI_WEBHOOK_STORE) to the app's Redis.",
             )
         )
     conf = getattr(app.extensions.get("celery"), "conf", None)
@@ -113,12 +113,12 @@ def _api_base(config: Any) -> list[Finding]:
 
 def _limits(config: Any) -> list[Finding]:
     found: list[Finding] = []
-    tolerance = config.get("OMI_WEBHOOK_TOLERANCE", DEFAULTS["OMI_WEBHOOK_TOLERANCE"])
+    tolerance = config.get("OMI_SIGNATURE_TOLERANCE", DEFAULTS["OMI_SIGNATURE_TOLERANCE"])
     if tolerance > MAX_TOLERANCE:
         found.append(
             Finding(
                 True,
-                f"OMI_WEBHOOK_TOLERANCE is {tolerance} s: a captured webhook or tool call stays usable "
+                f"OMI_SIGNATURE_TOLERANCE is {tolerance} s: a captured webhook or tool call stays usable "
                 f"that long. Keep it at most {MAX_TOLERANCE} s (default 300).",
             )
         )
@@ -170,11 +170,11 @@ def _receiver(extension: str, what: str, store_key: str, app: Flask) -> list[Fin
     if store is None:
         found.append(
             Finding(
-                store_key == "OMI_TOOLS_DEDUP",
+                store_key == "OMI_TOOLS_REPLAY_STORE",
                 f"{store_key} is off: "
                 + (
                     "a signed tool call can be replayed while its signature is fresh."
-                    if store_key == "OMI_TOOLS_DEDUP"
+                    if store_key == "OMI_TOOLS_REPLAY_STORE"
                     else "OMI's retries run a handler again, and a captured delivery can be replayed."
                 ),
             )

@@ -6,7 +6,7 @@ retries runs its handler once) and tool-call replay refusal (a signed call is ac
 share one interface, :class:`KeyStore`, and two backends side by side, :class:`MemoryStore` and
 :class:`RedisStore` (both in :mod:`flask_omi.keystore`, and importable from here).
 
-Each setting that takes a store (``OMI_STATE_REGISTRY``, ``OMI_WEBHOOK_DEDUP``, ``OMI_TOOLS_DEDUP``)
+Each setting that takes a store (``OMI_STATE_REGISTRY``, ``OMI_WEBHOOK_STORE``, ``OMI_TOOLS_REPLAY_STORE``)
 follows one convention, read by :func:`resolve_store`: ``True`` (an in-process store), ``False``
 or ``None`` (off), the app's Redis URL or client (shared), or any :class:`KeyStore`; ``OMI_STORE``
 stands for each one left at its default. Framework-neutral.

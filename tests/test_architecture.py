@@ -226,7 +226,7 @@ def test_defaults_have_one_source() -> None:
     client = OmiClient("app", "sk_key")
     assert repr(client) == f"OmiClient(app_id='app', base_url={DEFAULTS['OMI_API_BASE']!r})"
     assert DEFAULTS["OMI_API_MAX_RESPONSE_BYTES"] == DEFAULT_MAX_RESPONSE_BYTES
-    assert DEFAULTS["OMI_WEBHOOK_TOLERANCE"] == signing.DEFAULT_TOLERANCE
+    assert DEFAULTS["OMI_SIGNATURE_TOLERANCE"] == signing.DEFAULT_TOLERANCE
     for path in PACKAGE.rglob("*.py"):
         if path.name != "config.py":
             text = path.read_text()
@@ -263,13 +263,13 @@ BAD_VALUES: dict[str, Any] = {
     "OMI_API_MAX_RESPONSE_BYTES": -5,
     "OMI_SIGNING_SECRET": ["whsec_new", ""],
     "OMI_WEBHOOK_MAX_BYTES": "5MB",
-    "OMI_WEBHOOK_TOLERANCE": "300",
-    "OMI_WEBHOOK_DEDUP": "yes",
+    "OMI_SIGNATURE_TOLERANCE": "300",
+    "OMI_WEBHOOK_STORE": "yes",
     "OMI_WEBHOOK_DEDUP_TTL": 0,
     "OMI_WEBHOOK_TASK_RETRIES": -1,
     "OMI_WEBHOOK_TASK_TIME_LIMIT": 2.5,
     "OMI_TOOLS_MAX_BYTES": 0,
-    "OMI_TOOLS_DEDUP": object(),
+    "OMI_TOOLS_REPLAY_STORE": object(),
 }
 
 
@@ -313,8 +313,8 @@ def test_good_values_of_every_kind_are_taken() -> None:
         OMI_LOGIN_REDIRECT="https://app.example.com/welcome",
         OMI_API_BASE="http://127.0.0.1:8765",
         OMI_STATE_MAX_AGE=300.5,
-        OMI_WEBHOOK_DEDUP=False,
-        OMI_TOOLS_DEDUP=True,
+        OMI_WEBHOOK_STORE=False,
+        OMI_TOOLS_REPLAY_STORE=True,
         OMI_STATE_REGISTRY=True,
     )
     for blueprint in _blueprints():
@@ -413,3 +413,19 @@ def test_every_setting_is_described_for_the_configuration_reference() -> None:
     assert all(text.strip().endswith(".") for text in DESCRIPTIONS.values())
     readme = (PACKAGE.parent / "README.md").read_text()
     assert [key for key in DEFAULTS if f"`{key}`" not in readme] == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("OMI_WEBHOOK_DEDUP", "OMI_WEBHOOK_STORE"),
+        ("OMI_TOOLS_DEDUP", "OMI_TOOLS_REPLAY_STORE"),
+        ("OMI_WEBHOOK_TOLERANCE", "OMI_SIGNATURE_TOLERANCE"),
+        ("OMI_WEBHOOK_SECRET", "OMI_SIGNING_SECRET"),
+    ],
+)
+def test_a_draft_settings_name_fails_at_start_up_naming_the_new_one(old: str, new: str) -> None:
+    app = Flask(__name__)
+    app.config.update({"SECRET_KEY": "k" * 40, "OMI_APP_ID": "01APP", old: True})
+    with pytest.raises(OmiConfigError, match=f"{old} is not a flask-omi setting. Did you mean {new}"):
+        app.register_blueprint(OmiBlueprint())

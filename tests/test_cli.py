@@ -186,7 +186,7 @@ def test_check_prints_webhook_urls_and_warns_when_unsigned() -> None:
     assert (
         "warning: (must fix) OMI_SIGNING_SECRET is not set: webhooks are accepted unsigned" in result.stdout
     )
-    assert "warning: (must fix) OMI_WEBHOOK_DEDUP is kept in each process" in result.stdout
+    assert "warning: (must fix) OMI_WEBHOOK_STORE is kept in each process" in result.stdout
     assert result.exit_code == 1
 
 

@@ -223,7 +223,7 @@ def test_a_full_replay_store_refuses_calls_instead_of_forgetting() -> None:
     remember is refused (503, which OMI relays as an error), not run unchecked."""
     from flask_omi.stores import MemoryStore
 
-    client = build(OMI_TOOLS_DEDUP=MemoryStore(1)).test_client()
+    client = build(OMI_TOOLS_REPLAY_STORE=MemoryStore(1)).test_client()
     assert signed_in_process(client, CALL).get_json() == {"result": "u1: 3 notes about tea"}
     assert_refused(signed_in_process(client, CALL), 503, "Please try again shortly")
 
@@ -235,10 +235,10 @@ def test_a_failing_replay_store_refuses_calls(caplog: pytest.LogCaptureFixture) 
 
         get = delete = set
 
-    client = build(OMI_TOOLS_DEDUP=Down()).test_client()
+    client = build(OMI_TOOLS_REPLAY_STORE=Down()).test_client()
     with caplog.at_level(logging.ERROR, logger="flask_omi.tools"):
         assert_refused(signed_in_process(client, CALL), 503, "Please try again shortly")
-    assert "OMI_TOOLS_DEDUP" in caplog.text and "redis is down" in caplog.text
+    assert "OMI_TOOLS_REPLAY_STORE" in caplog.text and "redis is down" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -369,7 +369,7 @@ def test_check_prints_the_manifest_url_and_warns(fake_omi: FakeOmi) -> None:
     out, _ = cli_streams(result)
     assert "Chat tools manifest URL: http://127.0.0.1:5000/.well-known/omi-tools.json" in out
     assert "warning: (must fix) OMI_SIGNING_SECRET is not set: tool calls are accepted unsigned" in out
-    assert "warning: (must fix) OMI_TOOLS_DEDUP is kept in each process" in out
+    assert "warning: (must fix) OMI_TOOLS_REPLAY_STORE is kept in each process" in out
     assert result.exit_code == 1
     app.config.update(OMI_SIGNING_SECRET="whsec_x", OMI_SINGLE_PROCESS=True)
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "http://127.0.0.1:5000"])

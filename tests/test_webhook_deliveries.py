@@ -220,7 +220,7 @@ def test_only_deliveries_with_an_idempotency_key_are_deduplicated() -> None:
 
 def test_dedup_can_be_turned_off() -> None:
     counter = Counter()
-    client = receiver(counter, OMI_WEBHOOK_DEDUP=False).test_client()
+    client = receiver(counter, OMI_WEBHOOK_STORE=False).test_client()
     post(client), post(client)
     assert len(counter.events) == 2
 
@@ -238,7 +238,7 @@ class BrokenLedger:
 
 def test_a_failing_ledger_answers_503_so_omi_retries() -> None:
     counter = Counter()
-    answer = post(receiver(counter, OMI_WEBHOOK_DEDUP=BrokenLedger()).test_client())
+    answer = post(receiver(counter, OMI_WEBHOOK_STORE=BrokenLedger()).test_client())
     assert answer.status_code == 503 and counter.events == []
 
 
@@ -270,8 +270,8 @@ def test_memory_ledger_expires_and_is_bounded() -> None:
 
 
 def test_an_unusable_dedup_setting_fails_at_start_up() -> None:
-    with pytest.raises(OmiConfigError, match="OMI_WEBHOOK_DEDUP"):
-        receiver(Counter(), OMI_WEBHOOK_DEDUP="127.0.0.1:6379")  # not a URL: no scheme
+    with pytest.raises(OmiConfigError, match="OMI_WEBHOOK_STORE"):
+        receiver(Counter(), OMI_WEBHOOK_STORE="127.0.0.1:6379")  # not a URL: no scheme
 
 
 def test_the_fake_retries_into_flask_omi_until_the_handler_succeeds() -> None:
@@ -294,7 +294,7 @@ def test_the_fake_retries_into_flask_omi_until_the_handler_succeeds() -> None:
 
 
 def test_a_retried_delivery_runs_once_across_gunicorn_instances() -> None:
-    """With OMI_WEBHOOK_DEDUP set to the app's Redis: the same delivery posted to two instances,
+    """With OMI_WEBHOOK_STORE set to the app's Redis: the same delivery posted to two instances,
     at once and again later, runs the handler once."""
     import redis
 
@@ -347,7 +347,7 @@ def test_the_redis_ledger_in_process() -> None:
         ledger.abandon("k")
         assert ledger.claim("k", 100) == "new"
         counter = Counter()
-        client = receiver(counter, OMI_WEBHOOK_DEDUP=store).test_client()
+        client = receiver(counter, OMI_WEBHOOK_STORE=store).test_client()
         post(client, key="shared"), post(client, key="shared")
         assert len(counter.events) == 1
 
@@ -361,7 +361,7 @@ def test_a_ledger_that_fails_after_the_handler_keeps_the_handlers_answer(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     counter = Counter()
-    answer = post(receiver(counter, OMI_WEBHOOK_DEDUP=ForgetfulLedger()).test_client())
+    answer = post(receiver(counter, OMI_WEBHOOK_STORE=ForgetfulLedger()).test_client())
     assert answer.get_json() == {"message": "saved"} and len(counter.events) == 1
     assert "could not record the delivery" in caplog.text
 

@@ -8,7 +8,7 @@ context.
 
 What makes "one run per delivery" hold when OMI retries and Celery redelivers:
 
-- the receiver's de-duplication (``OMI_WEBHOOK_DEDUP``) enqueues one task per delivery, and the
+- the receiver's de-duplication (``OMI_WEBHOOK_STORE``) enqueues one task per delivery, and the
   task's id comes from the delivery's de-duplication key;
 - the task is acknowledged late (``acks_late``, ``reject_on_worker_lost``), so a worker killed in
   the middle loses nothing: the broker hands the message out again;

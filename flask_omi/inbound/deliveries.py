@@ -2,7 +2,7 @@
 
 OMI retries a durable conversation delivery (same ``X-Omi-Idempotency-Key``) after a 5xx, 408,
 425, 429 or a timeout. Neither that key nor ``X-Omi-Delivery`` is signed, so two guards work together
-(``OMI_WEBHOOK_DEDUP``; one Redis store for both, or two bounded stores in process):
+(``OMI_WEBHOOK_STORE``; one Redis store for both, or two bounded stores in process):
 
 - **De-duplication**, keyed on the idempotency key *and* a digest of the signed uid and body: a
   retry of the same delivery runs the handler once; someone re-posting a captured delivery under
@@ -21,20 +21,10 @@ from ..stores import RUNNING_TTL, KeyStore, MemoryStore, StoreFull, claim_all, h
 
 Verdict = Literal["run", "done", "running", "replayed"]
 
-#: How long OMI may retry one conversation delivery, in seconds. OMI's durable finalization job
-#: makes at most 5 attempts (``LISTEN_FINALIZATION_TASKS_MAX_ATTEMPTS``), each leased for up to
-#: 1,500 s (``DEFAULT_LEASE_SECONDS``), its queue waits at most 60 s between attempts and a missed
-#: hand-off is replayed after 300 s: 5 x (1,500 + 60) + 300 = 8,100 s, rounded up to 3 hours.
-#: (``backend/database/conversation_finalization_jobs.py`` 03e60a48, ``backend/utils/queue_redis.py``
-#: and ``backend/utils/pusher_finalization.py`` 0d7d9f2d.) The default ``OMI_WEBHOOK_DEDUP_TTL``.
-RETRY_HORIZON = 3 * 3600
-#: The in-process stores' bounds (``OMI_WEBHOOK_DEDUP = True``). A handled delivery is kept for
-#: ``OMI_WEBHOOK_DEDUP_TTL`` and a used signature for twice the tolerance, whatever else arrives:
-#: a full store refuses new deliveries (503, which OMI retries) rather than forget one. So one
-#: process takes at most 100,000 / 10,800 s = 9 conversation deliveries a second and 100,000 / 600
-#: s = 166 signed deliveries a second, sustained, at the default settings; above that, or with
-#: more than one process, the shared (Redis) store is required.
-DEDUP_MAX_ENTRIES = 100_000
+#: Used signatures kept in process beside an in-process ledger (whose own bound, with its failure
+#: policy, is ``config.STORE_SETTINGS``'s): each is kept for twice the tolerance and refused when
+#: the store is full, so one process takes at most 100,000 / 600 s = 166 signed deliveries a
+#: second, sustained; above that, or with more than one process, the shared (Redis) store.
 REPLAY_MAX_ENTRIES = 100_000
 
 

@@ -18,7 +18,7 @@ from ..errors import InboundSignatureError
 from ..validation import is_ascii_digits
 from .protocol import SIGNATURE_HEADER
 
-DEFAULT_TOLERANCE: int = DEFAULTS["OMI_WEBHOOK_TOLERANCE"]
+DEFAULT_TOLERANCE: int = DEFAULTS["OMI_SIGNATURE_TOLERANCE"]
 
 
 Secrets = str | Sequence[str]

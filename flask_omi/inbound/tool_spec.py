@@ -37,9 +37,6 @@ _JSON_TYPES: dict[type, str] = {
     float: "number",
     bool: "boolean",
 }
-#: What OMI's language model is shown of each JSON type (``_create_pydantic_model_from_schema``):
-#: these five; every other type, ``object`` included, is shown as a string.
-MODEL_TYPES = frozenset({"string", "integer", "boolean", "number", "array"})
 #: The methods OMI sends a payload with (``_tool_request``, 8d9b8ac8): GET in the query string,
 #: the others as a JSON body. Any other method (DELETE...) gets no uid, app id or arguments at all.
 METHODS = ("GET", "POST", "PUT", "PATCH")

@@ -49,7 +49,7 @@ class ToolsState:
     """The tools part of the app's record (``app.extensions["omi"].tools``)."""
 
     endpoint_prefix: str
-    #: Where received calls are remembered to refuse replays (``OMI_TOOLS_DEDUP``), or None.
+    #: Where received calls are remembered to refuse replays (``OMI_TOOLS_REPLAY_STORE``), or None.
     ledger: KeyStore | None
     clock: Callable[[], float]
     #: The declared tools, by name: this app's copy of the blueprint's (the sign-in's chat
@@ -136,9 +136,11 @@ class OmiTools(HandlersBeforeRegistration, Blueprint):
                     "registering OmiTools."
                 )
         prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
-        ledger = store_for(app.config, "OMI_TOOLS_DEDUP")
+        ledger = store_for(app.config, "OMI_TOOLS_REPLAY_STORE")
         notice = PerProcessNotice(
-            "OMI_TOOLS_DEDUP", "a signed call replayed to another worker runs again", is_per_process(ledger)
+            "OMI_TOOLS_REPLAY_STORE",
+            "a signed call replayed to another worker runs again",
+            is_per_process(ledger),
         )
         specs = dict(self.specs)
         if existing is not None:  # the sign-in's stand-in: this app's own tools take its place
@@ -223,7 +225,7 @@ def _check_signature(app: Flask, req: Request, body: bytes) -> None:
     if event != TOOL_EVENT or not delivery:
         raise InboundSignatureError("signature_missing", "A tool call must be signed by OMI.")
     state: ToolsState = app.extensions["omi"].tools
-    tolerance = int(config["OMI_WEBHOOK_TOLERANCE"])
+    tolerance = int(config["OMI_SIGNATURE_TOLERANCE"])
     try:
         verify_request_signature(
             secrets,
@@ -246,7 +248,7 @@ def _check_signature(app: Flask, req: Request, body: bytes) -> None:
         try:
             first = state.ledger.claim(delivery, 2 * tolerance) == "new"
         except Exception as error:  # fail closed: a call that cannot be checked is not run
-            logger.error("OMI tool call refused: the replay store (OMI_TOOLS_DEDUP) failed: %r", error)
+            logger.error("OMI tool call refused: the replay store (OMI_TOOLS_REPLAY_STORE) failed: %r", error)
             raise OmiInboundError("replay_check_unavailable", "Please try again shortly.", 503) from None
         if not first:
             raise OmiInboundError("replayed", "This tool call was already received.", 409)

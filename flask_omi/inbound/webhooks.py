@@ -28,7 +28,7 @@ from .background import message_for, register_task, sign_message, task_id, task_
 from .csrf import exempt_from_csrf
 from .deliveries import admit, admit_locally, in_process_replay_store, settle
 from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
-from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGER_RECEIVERS
+from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 from .request import delivery_header, header, json_body, query_value, read_body
 from .signing import verify_signature
 
@@ -36,8 +36,6 @@ logger = logging.getLogger("flask_omi.webhooks")
 
 Handler = Callable[[Any], Any]
 H = TypeVar("H", bound=Handler)
-#: OMI's trigger names (``triggers_on``) and the endpoint of this blueprint that receives each.
-TRIGGER_ENDPOINTS = TRIGGER_RECEIVERS
 
 
 @dataclass
@@ -45,7 +43,7 @@ class WebhookState:
     """The webhooks part of the app's record (``app.extensions["omi"].webhooks``)."""
 
     endpoint_prefix: str
-    #: Where handled deliveries are remembered (``OMI_WEBHOOK_DEDUP``), or None.
+    #: Where handled deliveries are remembered (``OMI_WEBHOOK_STORE``), or None.
     ledger: KeyStore | None = None
     #: Where used signatures are remembered: the ledger itself, or beside an in-process ledger,
     #: a store of its own.
@@ -176,13 +174,13 @@ def _set_up_app(state: BlueprintSetupState) -> None:
     set_up(state.app)
     exempt_from_csrf(state.app, state.blueprint)
     prefix = f"{state.name_prefix}.{state.name}".lstrip(".")
-    ledger = store_for(state.app.config, "OMI_WEBHOOK_DEDUP")
+    ledger = store_for(state.app.config, "OMI_WEBHOOK_STORE")
     notice = PerProcessNotice(
-        "OMI_WEBHOOK_DEDUP",
+        "OMI_WEBHOOK_STORE",
         "OMI's retries and replays can run a handler once per process",
         is_per_process(ledger),
     )
-    replays = in_process_replay_store() if state.app.config["OMI_WEBHOOK_DEDUP"] is True else ledger
+    replays = in_process_replay_store() if state.app.config["OMI_WEBHOOK_STORE"] is True else ledger
     webhook_state = WebhookState(prefix, ledger, replays, notice=notice)
     handlers = getattr(state.blueprint, "handlers", None)
     if isinstance(handlers, WebhookHandlers):
@@ -235,7 +233,7 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
             uid,
             body,
             now=state.clock(),
-            tolerance=float(config["OMI_WEBHOOK_TOLERANCE"]),
+            tolerance=float(config["OMI_SIGNATURE_TOLERANCE"]),
         )
     if not uid:
         raise InboundPayloadError("uid_missing", "The uid query parameter is required.")
@@ -316,7 +314,7 @@ def _dispatch(
             body=delivery.body,
             idempotency_key=idempotency_key,
             signature=delivery.signature,
-            tolerance=float(app.config["OMI_WEBHOOK_TOLERANCE"]),
+            tolerance=float(app.config["OMI_SIGNATURE_TOLERANCE"]),
         )
     except Exception as error:
         if idempotency_key is not None or delivery.signature is None:
@@ -328,7 +326,7 @@ def _dispatch(
             "OMI %s webhook: the store failed (%r); replays refused in this process only", kind, error
         )
         admission = admit_locally(
-            state.fallback_replays, delivery.signature, float(app.config["OMI_WEBHOOK_TOLERANCE"])
+            state.fallback_replays, delivery.signature, float(app.config["OMI_SIGNATURE_TOLERANCE"])
         )
         ledger = replays = state.fallback_replays
     if admission.verdict == "done":

@@ -101,7 +101,7 @@ def test_a_full_in_process_ledger_lets_its_oldest_go_logged_once_and_counted(
 ) -> None:
     """Before, a full ledger answered 503 to every later delivery until keys expired (3 h): an
     outage. De-duplication now forgets its oldest handled deliveries; replay refusal still refuses."""
-    monkeypatch.setitem(STORE_SETTINGS["OMI_WEBHOOK_DEDUP"], "max_entries", 10)
+    monkeypatch.setitem(STORE_SETTINGS["OMI_WEBHOOK_STORE"], "max_entries", 10)
     app = Flask(__name__)
     app.config.update(OMI_SIGNING_SECRET=SECRET)
     ran: list[str] = []
@@ -115,7 +115,7 @@ def test_a_full_in_process_ledger_lets_its_oldest_go_logged_once_and_counted(
     ledger = app.extensions["omi"].webhooks.ledger
     assert isinstance(ledger, MemoryStore) and ledger.forgotten == 30 and len(ledger) == 10
     said = [r for r in caplog.records if "oldest are forgotten" in r.getMessage()]
-    assert len(said) == 1 and "OMI_WEBHOOK_DEDUP" in said[0].getMessage()
+    assert len(said) == 1 and "OMI_WEBHOOK_STORE" in said[0].getMessage()
     # The newest are still known: OMI's retry of the last delivery does not run it again.
     assert signed_conversation(client, "c39", timestamp_offset=-1).get_json() == {}
     assert len(ran) == 40
@@ -160,7 +160,7 @@ def test_a_redis_stall_shorter_than_the_budget_refuses_no_honest_sign_in(own_red
 
 def transcript_app(store: Any) -> tuple[Flask, list[str]]:
     app = Flask(__name__)
-    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=store)
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_STORE=store)
     seen: list[str] = []
     hooks = OmiWebhooks()
 

@@ -253,7 +253,9 @@ def test_a_per_process_store_under_several_workers_is_an_error_in_the_log(
         for _ in range(3):
             headers = signed_headers(SECRET, method="POST", path="/omi/tools/private", query="", body=body)
             client.post("/omi/tools/private", data=body, headers=headers, multiprocess=True)
-    said = [r for r in caplog.records if "OMI_TOOLS_DEDUP is kept in each worker process" in r.getMessage()]
+    said = [
+        r for r in caplog.records if "OMI_TOOLS_REPLAY_STORE is kept in each worker process" in r.getMessage()
+    ]
     assert len(said) == 1 and said[0].levelno == logging.ERROR
 
 

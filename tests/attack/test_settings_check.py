@@ -66,7 +66,7 @@ FINDINGS: list[tuple[str, dict[str, Any], str, bool]] = [
     ("a weak fallback key", {"SECRET_KEY_FALLBACKS": ["dev"]}, "SECRET_KEY_FALLBACKS[0]", True),
     ("OMI over plain http", {"OMI_API_BASE": "http://api.omi.me"}, "OMI_API_BASE is plain http", True),
     ("logout by GET", {"OMI_LOGOUT_ALLOW_GET": True}, "OMI_LOGOUT_ALLOW_GET is on", False),
-    ("a day's tolerance", {"OMI_WEBHOOK_TOLERANCE": 86400}, "OMI_WEBHOOK_TOLERANCE is 86400", True),
+    ("a day's tolerance", {"OMI_SIGNATURE_TOLERANCE": 86400}, "OMI_SIGNATURE_TOLERANCE is 86400", True),
     ("a gigabyte body", {"OMI_WEBHOOK_MAX_BYTES": 2**30}, "OMI_WEBHOOK_MAX_BYTES is over", True),
     ("a time limit of 10^7 s", {"OMI_WEBHOOK_TASK_TIME_LIMIT": 10**7}, "OMI_WEBHOOK_TASK_TIME_LIMIT is 10000000", True),
     ("a million retries", {"OMI_WEBHOOK_TASK_RETRIES": 10**6}, "OMI_WEBHOOK_TASK_RETRIES is 1000000", True),
@@ -108,9 +108,9 @@ RECEIVING: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unsigned", {"OMI_SIGNING_SECRET": None, "OMI_SINGLE_PROCESS": True},
      ["webhooks are accepted unsigned", "tool calls are accepted unsigned"]),
     ("per-process stores", {"OMI_SIGNING_SECRET": "whsec_x", "OMI_SINGLE_PROCESS": False},
-     ["OMI_WEBHOOK_DEDUP is kept in each process", "OMI_TOOLS_DEDUP is kept in each process"]),
-    ("replay refusal off", {"OMI_SIGNING_SECRET": "whsec_x", "OMI_SINGLE_PROCESS": True, "OMI_TOOLS_DEDUP": False},
-     ["OMI_TOOLS_DEDUP is off"]),
+     ["OMI_WEBHOOK_STORE is kept in each process", "OMI_TOOLS_REPLAY_STORE is kept in each process"]),
+    ("replay refusal off", {"OMI_SIGNING_SECRET": "whsec_x", "OMI_SINGLE_PROCESS": True, "OMI_TOOLS_REPLAY_STORE": False},
+     ["OMI_TOOLS_REPLAY_STORE is off"]),
 ]  # fmt: skip
 
 
@@ -134,9 +134,9 @@ def test_receiving_safely_passes_and_dedup_off_is_advice() -> None:
     app = receiving_app(OMI_SIGNING_SECRET="whsec_x", OMI_SINGLE_PROCESS=True)
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
     assert result.exit_code == 0 and "ok: no problems found" in result.output, result.output
-    app.config["OMI_WEBHOOK_DEDUP"] = False
+    app.config["OMI_WEBHOOK_STORE"] = False
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
-    assert result.exit_code == 0 and "OMI_WEBHOOK_DEDUP is off" in result.output
+    assert result.exit_code == 0 and "OMI_WEBHOOK_STORE is off" in result.output
 
 
 def test_the_bridges_remember_me_cookie_must_be_secure() -> None:

@@ -3,7 +3,7 @@
 ``TEST_SECRET_KEY``; ``TEST_OMI_BASE`` (the fake OMI); ``TEST_REDIS_URL`` with ``TEST_SESSIONS``
 (``redis``: Flask-Session, else cookies) and ``TEST_STATE_REGISTRY`` (``redis`` or ``memory``);
 ``TEST_CONFIRM`` with ``TEST_OMI_API_KEY`` (confirmed sign-in); ``TEST_VERIFY_DELAY``,
-``TEST_WEBHOOKS`` with ``TEST_WEBHOOK_STORE`` (``redis``: ``OMI_WEBHOOK_DEDUP``; ``omi_store``:
+``TEST_WEBHOOKS`` with ``TEST_WEBHOOK_STORE`` (``redis``: ``OMI_WEBHOOK_STORE``; ``omi_store``:
 ``OMI_STORE``; ``default``: neither), ``TEST_TOOLS``.
 """
 
@@ -86,7 +86,7 @@ def _add_counting_webhooks(app: Flask, redis_url: str) -> None:
     store = redis.from_url(redis_url)
     shared = os.environ.get("TEST_WEBHOOK_STORE", "redis")
     if shared == "redis":
-        app.config["OMI_WEBHOOK_DEDUP"] = store
+        app.config["OMI_WEBHOOK_STORE"] = store
     elif shared == "omi_store":  # the one setting for every guard
         app.config["OMI_STORE"] = redis_url
     hooks = OmiWebhooks()
@@ -108,7 +108,7 @@ def _add_counting_tool(app: Flask, redis_url: str, replay_store: str) -> None:
 
     store = redis.from_url(redis_url)
     app.config["OMI_SIGNING_SECRET"] = os.environ["TEST_SIGNING_SECRET"]
-    app.config["OMI_TOOLS_DEDUP"] = store if replay_store == "redis" else True
+    app.config["OMI_TOOLS_REPLAY_STORE"] = store if replay_store == "redis" else True
     tools = OmiTools()
 
     @tools.tool

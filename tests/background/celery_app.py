@@ -27,7 +27,7 @@ def create() -> Flask:
     app = Flask(__name__)
     app.config.update(
         OMI_SIGNING_SECRET=SECRET,
-        OMI_WEBHOOK_DEDUP=Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2),
+        OMI_WEBHOOK_STORE=Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2),
         OMI_WEBHOOK_TASK_TIME_LIMIT=int(os.environ.get("TEST_TIME_LIMIT", "30")),
         OMI_WEBHOOK_TASK_RETRIES=2,
         CELERY={

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from flask_omi import ConversationCreated, OmiBlueprint, OmiConfigError, OmiWebhooks, omi_client
+from flask_omi.config import DEFAULTS, STORE_SETTINGS
 from flask_omi.inbound.background import event_from, message_for, sign_message, task_name
-from flask_omi.inbound.deliveries import DEDUP_MAX_ENTRIES, RETRY_HORIZON
 from flask_omi.inbound.payloads import AudioChunk
 from flask_omi.inbound.request import _nesting_exceeds
 from flask_omi.inbound.signing import signature_header
@@ -120,6 +120,10 @@ def test_a_broker_that_cannot_take_the_delivery_is_a_503_and_nothing_is_recorded
 
 
 # -- guards bounded by time ------------------------------------------------------------------------
+#: OMI's retry horizon, the default OMI_WEBHOOK_DEDUP_TTL (config.py says how it is derived).
+HORIZON = DEFAULTS["OMI_WEBHOOK_DEDUP_TTL"]
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -132,13 +136,13 @@ def test_the_in_process_ledger_remembers_a_delivery_for_omis_retry_horizon_whate
     """In 0.2 it forgot a handled delivery after 10,000 others, and OMI's retry then ran the
     handler a second time. Now it keeps it until the horizon has passed."""
     clock = Clock()
-    ledger = MemoryStore(DEDUP_MAX_ENTRIES, when_full="refuse", clock=clock)
+    ledger = MemoryStore(STORE_SETTINGS["OMI_WEBHOOK_STORE"]["max_entries"], when_full="refuse", clock=clock)
     assert ledger.claim("first", 60) == "new"
-    ledger.finish("first", RETRY_HORIZON)
+    ledger.finish("first", HORIZON)
     for number in range(50_000):  # five times the old bound, all within the horizon
         ledger.claim(f"other-{number}", 60)
-        ledger.finish(f"other-{number}", RETRY_HORIZON)
-    clock.now += RETRY_HORIZON - 1
+        ledger.finish(f"other-{number}", HORIZON)
+    clock.now += HORIZON - 1
     assert ledger.claim("first", 60) == "done"
     clock.now += 2
     assert ledger.claim("first", 60) == "new"
@@ -149,7 +153,7 @@ def test_a_full_in_process_ledger_refuses_with_a_status_omi_retries_instead_of_f
 
     app = Flask(__name__)
     # Room for one delivery: its idempotency key and its signature.
-    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=Store(2, when_full="refuse"))
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_STORE=Store(2, when_full="refuse"))
     ran: list[Any] = []
     hooks = OmiWebhooks()
     hooks.on_conversation_created(ran.append)
@@ -171,7 +175,7 @@ def test_the_default_keeps_signatures_apart_from_deliveries() -> None:
     state = app.extensions["omi"].webhooks
     assert isinstance(state.ledger, MemoryStore) and isinstance(state.replays, MemoryStore)
     assert state.ledger is not state.replays
-    assert app.config["OMI_WEBHOOK_DEDUP_TTL"] == RETRY_HORIZON == 10_800
+    assert app.config["OMI_WEBHOOK_DEDUP_TTL"] == DEFAULTS["OMI_WEBHOOK_DEDUP_TTL"] == 10_800
 
 
 # -- Redis: one round trip per check ---------------------------------------------------------------
@@ -197,7 +201,7 @@ def test_a_delivery_costs_one_round_trip_to_admit_and_one_to_record(redis_srv: R
     redis = Counting.from_url(redis_srv.url)
     redis.sent = []
     app = Flask(__name__)
-    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_DEDUP=redis)
+    app.config.update(OMI_SIGNING_SECRET=SECRET, OMI_WEBHOOK_STORE=redis)
     hooks = OmiWebhooks()
     hooks.on_conversation_created(lambda event: None)
     app.register_blueprint(hooks)
@@ -236,7 +240,7 @@ def test_flask_omi_check_fails_background_handlers_without_a_shared_store() -> N
     app.register_blueprint(OmiBlueprint())  # the one that brings `flask omi`
     result = app.test_cli_runner().invoke(args=["omi", "check", "--base-url", "https://app.example.com"])
     assert result.exit_code == 1
-    assert "background=True but OMI_WEBHOOK_DEDUP is kept in each process" in result.output
+    assert "background=True but OMI_WEBHOOK_STORE is kept in each process" in result.output
 
 
 # -- what a live transcript costs: the nesting check and segments typed when read -------------------
