@@ -58,8 +58,23 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict flask_omi
 
 # The documentation site, warnings as errors.
-docs: $(STAMP)
+# Mermaid, which draws the docs' diagrams, is shipped with the docs (from the npm registry, at
+# the version pinned here) so that the site reads offline; the built site must name no CDN.
+MERMAID_VERSION := 11.12.1
+MERMAID := docs/_static/mermaid/mermaid.esm.min.mjs
+$(MERMAID):
+	$(call apt_install,npm:npm)
+	rm -rf build/mermaid && mkdir -p build/mermaid docs/_static/mermaid
+	cd build/mermaid && npm pack --silent mermaid@$(MERMAID_VERSION) >/dev/null && tar xzf mermaid-$(MERMAID_VERSION).tgz
+	mkdir -p docs/_static/mermaid/chunks
+	cp -r build/mermaid/package/dist/chunks/mermaid.esm.min docs/_static/mermaid/chunks/
+	cp build/mermaid/package/LICENSE docs/_static/mermaid/
+	cp build/mermaid/package/dist/mermaid.esm.min.mjs $@
+
+docs: $(STAMP) $(MERMAID)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
+	@if grep -rlE "cdn\.jsdelivr|unpkg\.com|cdnjs" build/docs --include='*.html'; then \
+	  echo "the docs load a script from a CDN: they must read offline"; exit 1; fi
 
 # The whole suite with the newest dependencies, under coverage, on every core (pytest-xdist; each
 # test module stays on one worker, so module-wide servers start once; every server takes a free port).

@@ -22,6 +22,8 @@ html_title = f"flask-omi {release}"
 # (MyST hands ```mermaid fences to its directive). The guide pages include README sections whose
 # subheadings start at level 3.
 myst_fence_as_directive = ["mermaid"]
+# Shipped with the site (make docs fetches it from the npm registry), never loaded from a CDN.
+mermaid_use_local = "mermaid/mermaid.esm.min.mjs"
 suppress_warnings = ["myst.header"]
 # Wide tables and code scroll inside the page instead of running past the theme's column.
 html_static_path = ["_static"]

@@ -176,7 +176,7 @@ def _form_token_ok() -> bool:
 
 def _page(record: PendingConfirmation | None, status: int = 200, **context: Any) -> Response:
     extension = get_extension()
-    fake = extension.fake_omi_url
+    fake = extension.fake_omi_url or _loopback_api_base()
     send_again_at = None
     if record is not None and not record.notified:
         at = datetime.fromtimestamp(_next_hour(extension.clock()), tz=timezone.utc)
@@ -200,6 +200,13 @@ def _page(record: PendingConfirmation | None, status: int = 200, **context: Any)
         **context,
     )
     return no_frames(no_store(Response(html, status=status, mimetype="text/html")))
+
+
+def _loopback_api_base() -> str | None:
+    """``OMI_API_BASE`` when it is on this machine: only the fake OMI is (``flask omi
+    fake-server``), so the confirm page can link to its inbox and chat."""
+    base = str(current_app.config.get("OMI_API_BASE") or "").rstrip("/")
+    return base if urlsplit(base).hostname in ("127.0.0.1", "localhost", "::1") else None
 
 
 def confirm_page() -> BaseResponse:

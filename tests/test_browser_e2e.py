@@ -352,3 +352,37 @@ def test_the_demo_confirms_through_omis_chat(page: Any, tmp_path: Path) -> None:
         page.click("#confirm-delete")
         page.wait_for_url("**/dashboard")
         assert "Deleted 1 note(s)." in page.text_content("main")
+
+
+DOCS = Path(__file__).resolve().parent.parent / "build" / "docs"
+
+
+@pytest.mark.parametrize("page_name", ["flow.html", "deployment.html"])
+def test_the_docs_diagrams_draw_offline(page: Any, page_name: str) -> None:
+    """The docs ship Mermaid (make docs) instead of loading it from a CDN: served from loopback,
+    with no other network, every diagram draws, without a syntax error."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    if not (DOCS / page_name).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("build/docs is missing: make test builds the docs before the suite")
+        pytest.skip("the docs are not built (make docs)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(DOCS))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    outside: list[str] = []
+    page.on("request", lambda request: None if "127.0.0.1" in request.url else outside.append(request.url))
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/{page_name}")
+        page.wait_for_selector(".mermaid svg")
+        texts = [
+            page.locator(".mermaid").nth(n).inner_text() for n in range(page.locator(".mermaid").count())
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert texts and not any("Syntax error" in text for text in texts)
+    assert outside == []

@@ -295,3 +295,37 @@ def start_login_for(client: FlaskClient, app: Flask) -> str:
 
     location = client.get("/omi/login").headers["Location"]
     return parse_qs(urlsplit(location).query)["state"][0]
+
+
+def test_requires_sign_in_means_signed_in_here_once_with_the_bridge() -> None:
+    """The documented bridge loaded with get_or_create: a tool's requires_sign_in accepted a uid
+    that had never signed in, and created a user row for it. Loading no longer creates."""
+    from flask_omi import OmiTools
+    from flask_omi.contrib.flask_login import FlaskLoginBridge
+
+    rows: dict[str, User] = {}
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, OMI_APP_ID="01TESTAPP")
+    LoginManager(app)
+    app.register_blueprint(OmiBlueprint())
+    FlaskLoginBridge(load_user=rows.get, create_user=lambda uid: rows.setdefault(uid, User(uid))).init_app(
+        app
+    )
+    tools = OmiTools()
+
+    @tools.tool(requires_sign_in=True)
+    def notes(user: Any) -> str:
+        """The signed-in user's notes."""
+        return f"notes of {user.get_id()}"
+
+    app.register_blueprint(tools)
+    client = app.test_client()
+    stranger = client.post("/omi/tools/notes", json={"uid": "stranger"})
+    assert (
+        stranger.status_code == 400 and "Sign in to this app with OMI first" in stranger.get_json()["error"]
+    )
+    assert rows == {}  # no row for a uid that never signed in
+    state = start_login(client)
+    assert client.get(f"/omi/callback?uid=alice&state={state}").status_code == 302
+    assert set(rows) == {"alice"}
+    assert client.post("/omi/tools/notes", json={"uid": "alice"}).get_json() == {"result": "notes of alice"}

@@ -30,10 +30,15 @@ class User:
     def __init__(self, uid): self.uid, self.id = uid, uid
     is_authenticated, is_active, is_anonymous = True, True, False
     def get_id(self): return self.uid
+    known = set()
     @classmethod
-    def get(cls, uid): return cls(uid)
+    def get(cls, uid): return cls(uid) if uid in cls.known else None
     @classmethod
-    def get_or_create(cls, uid): return None if uid == "banned" else cls(uid)
+    def create(cls, uid):
+        if uid == "banned":
+            return None
+        cls.known.add(uid)
+        return cls(uid)
 
 class Banned:
     query = _Query(lambda uid: uid if uid == "banned" else None)
@@ -123,12 +128,13 @@ from flask_login import current_user
 def who():
     return str(current_user.get_id())
 client = app.test_client()
+assert User.get("alice") is None  # nobody until a sign-in
 sign_in(client, "alice")
-assert client.get("/who").text == "alice"
+assert client.get("/who").text == "alice" and User.get("alice") is not None
 client.post("/omi/logout")
 assert client.get("/who").text == "None"
 sign_in(client, "banned")
-assert client.get("/who").text == "None"
+assert client.get("/who").text == "None" and User.get("banned") is None
 """,
     ),
     "api": (

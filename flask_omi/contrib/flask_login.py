@@ -5,10 +5,12 @@
     from flask_omi.contrib.flask_login import FlaskLoginBridge
 
     login_manager = LoginManager(app)
-    FlaskLoginBridge(load_user=User.get_or_create).init_app(app)
+    FlaskLoginBridge(load_user=User.get, create_user=User.create).init_app(app)
 
-After an OMI sign-in, ``load_user(uid)`` gives the Flask-Login user to sign in (create it there if
-your app keeps users); ``None`` refuses it, and the OMI sign-in is undone too. Signing out with
+After an OMI sign-in, ``load_user(uid)`` gives the Flask-Login user to sign in; when it gives
+``None``, ``create_user(uid)`` (if given) makes one, at sign-in and only there. ``None`` from both
+refuses the sign-in, and the OMI sign-in is undone too. Loading never creates, so a uid that
+never signed in here is no user: a chat tool's ``requires_sign_in`` refuses it. Signing out with
 ``POST /omi/logout`` calls ``logout_user()``; an app's own ``logout_user()`` signs out of OMI.
 
 One loader is enough: unless the app registered its own, ``load_user`` also serves as Flask-Login's
@@ -39,11 +41,23 @@ _BRIDGING = "_omi_flask_login_bridging"
 class FlaskLoginBridge:
     """Connects the two sign-ins of one app through their signals. Holds no app."""
 
-    def __init__(self, load_user: Callable[[str], Any], *, remember: bool = False) -> None:
+    def __init__(
+        self,
+        load_user: Callable[[str], Any],
+        *,
+        create_user: Callable[[str], Any] | None = None,
+        remember: bool = False,
+    ) -> None:
+        """``load_user(uid)``: the app's user for ``uid``, or None; it must not create one (it also
+        answers every later request and every chat tool's ``requires_sign_in``).
+        ``create_user(uid)``: make the user, at an OMI sign-in only. ``remember``: Flask-Login's
+        remember-me cookie."""
         self.load_user = load_user
+        self.create_user = create_user
         self.remember = remember
 
     def init_app(self, app: Flask) -> None:
+        """Connect the two sign-ins of ``app`` (registers nothing that holds the app)."""
         record = record_of(app)
         record.flask_login = self
         omi = record.signin
@@ -60,6 +74,8 @@ class FlaskLoginBridge:
 
     def _omi_signed_in(self, sender: Flask, uid: str, **extra: Any) -> None:
         user = self.load_user(uid)
+        if user is None and self.create_user is not None:
+            user = self.create_user(uid)  # a sign-in, and only a sign-in, makes a user
         if user is None or not login_user(user, remember=self.remember):
             logger.warning("OMI sign-in: no active Flask-Login user for this uid; signed out of both")
             logout_omi_user()

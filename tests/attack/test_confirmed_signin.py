@@ -269,7 +269,10 @@ def test_the_confirm_page_links_the_fakes_inbox_only_for_the_fake(fake_omi: Fake
     assert link and link.group(1) == f"{fake_omi.url}/_fake/inbox?uid=owner"
     inbox = requests.get(link.group(1), timeout=5).text
     assert latest_code(fake_omi, "owner")[:4] in inbox
-    app.extensions["omi"].signin.fake_omi_url = None  # an app talking to the real OMI
+    # An app run beside `flask omi fake-server` (OMI_API_BASE on loopback) links to it too.
+    app.extensions["omi"].signin.fake_omi_url = None
+    assert f'href="{fake_omi.url}/_fake/inbox?uid=owner"' in client.get("/omi/confirm").get_data(as_text=True)
+    app.config["OMI_API_BASE"] = "https://api.omi.me"  # an app talking to the real OMI
     assert "omi-fake-inbox" not in client.get("/omi/confirm").get_data(as_text=True)
 
 
