@@ -22,7 +22,7 @@ from werkzeug.test import EnvironBuilder
 
 from flask_omi import OmiWebhooks
 from flask_omi.inbound.signing import signature_header
-from flask_omi.testing.store import FakeOmiStore
+from flask_omi.testing.fake.store import FakeOmiStore
 
 from .harness import Browser
 from .signed_calls import _floor_app

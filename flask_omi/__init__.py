@@ -3,7 +3,7 @@
 Register :data:`omi_bp`, protect views with :func:`omi_login_required`, read :func:`omi_uid`.
 
 Every public name is importable from here, and loaded on first use (PEP 562): importing a
-framework-neutral part (``flask_omi.client``, ``flask_omi.inbound.signing``) loads no Flask.
+framework-neutral part (``flask_omi.api.client``, ``flask_omi.inbound.signing``) loads no Flask.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .blueprint import OmiBlueprint, omi_bp
-    from .client import OmiClient
-    from .confirm_views import confirm_omi_sign_in
-    from .decorators import omi_login_required
-    from .errors import (
+    from flask_omi.api.client import OmiClient
+    from flask_omi.errors import (
         CodeExpired,
         CodeTriesExhausted,
         ConfirmationFailed,
@@ -52,9 +49,9 @@ if TYPE_CHECKING:
         UidRejected,
         UidVerificationUnavailable,
     )
-    from .extension import omi_client
-    from .inbound.background import BackgroundAnswerError
-    from .inbound.payloads import (
+    from flask_omi.extension import omi_client
+    from flask_omi.inbound.background import BackgroundAnswerError
+    from flask_omi.inbound.payloads import (
         AudioChunk,
         ConversationCreated,
         Notify,
@@ -62,18 +59,21 @@ if TYPE_CHECKING:
         TranscriptBatch,
         TranscriptSegment,
     )
-    from .inbound.tool_spec import ToolError
-    from .inbound.tools import OmiTools, omi_tools
-    from .inbound.webhooks import OmiWebhooks, omi_webhooks
-    from .keystore import KeyStore, MemoryStore, RecordStore, RedisStore, StoreFull
-    from .signals import (
+    from flask_omi.inbound.tool_spec import ToolError
+    from flask_omi.inbound.tools import OmiTools, omi_tools
+    from flask_omi.inbound.webhooks import OmiWebhooks, omi_webhooks
+    from flask_omi.keystore import KeyStore, MemoryStore, RecordStore, RedisStore, StoreFull
+    from flask_omi.signals import (
         omi_confirm_flooded,
         omi_logged_in,
         omi_logged_out,
         omi_login_failed,
         omi_logout_requested,
     )
-    from .user import (
+    from flask_omi.signin.blueprint import OmiBlueprint, omi_bp
+    from flask_omi.signin.confirm_views import confirm_omi_sign_in
+    from flask_omi.signin.decorators import omi_login_required
+    from flask_omi.signin.user import (
         ANONYMOUS,
         AnonymousOmiUser,
         OmiUser,
@@ -85,13 +85,13 @@ if TYPE_CHECKING:
 
 #: Where each public name lives.
 _HOMES: dict[str, str] = {
-    "ANONYMOUS": "flask_omi.user",
-    "AnonymousOmiUser": "flask_omi.user",
-    "OmiUser": "flask_omi.user",
-    "current_omi_user": "flask_omi.user",
-    "login_omi_user": "flask_omi.user",
-    "logout_omi_user": "flask_omi.user",
-    "omi_uid": "flask_omi.user",
+    "ANONYMOUS": "flask_omi.signin.user",
+    "AnonymousOmiUser": "flask_omi.signin.user",
+    "OmiUser": "flask_omi.signin.user",
+    "current_omi_user": "flask_omi.signin.user",
+    "login_omi_user": "flask_omi.signin.user",
+    "logout_omi_user": "flask_omi.signin.user",
+    "omi_uid": "flask_omi.signin.user",
     "AudioChunk": "flask_omi.inbound.payloads",
     "ConversationCreated": "flask_omi.inbound.payloads",
     "Notify": "flask_omi.inbound.payloads",
@@ -133,22 +133,22 @@ _HOMES: dict[str, str] = {
     "UidMissing": "flask_omi.errors",
     "UidRejected": "flask_omi.errors",
     "UidVerificationUnavailable": "flask_omi.errors",
-    "OmiBlueprint": "flask_omi.blueprint",
-    "omi_bp": "flask_omi.blueprint",
-    "OmiClient": "flask_omi.client",
+    "OmiBlueprint": "flask_omi.signin.blueprint",
+    "omi_bp": "flask_omi.signin.blueprint",
+    "OmiClient": "flask_omi.api.client",
     "OmiTools": "flask_omi.inbound.tools",
     "omi_tools": "flask_omi.inbound.tools",
     "OmiWebhooks": "flask_omi.inbound.webhooks",
     "omi_webhooks": "flask_omi.inbound.webhooks",
     "ToolError": "flask_omi.inbound.tool_spec",
-    "confirm_omi_sign_in": "flask_omi.confirm_views",
+    "confirm_omi_sign_in": "flask_omi.signin.confirm_views",
     "omi_client": "flask_omi.extension",
     "omi_confirm_flooded": "flask_omi.signals",
     "omi_logged_in": "flask_omi.signals",
     "omi_logged_out": "flask_omi.signals",
     "omi_login_failed": "flask_omi.signals",
     "omi_logout_requested": "flask_omi.signals",
-    "omi_login_required": "flask_omi.decorators",
+    "omi_login_required": "flask_omi.signin.decorators",
     "KeyStore": "flask_omi.keystore",
     "MemoryStore": "flask_omi.keystore",
     "RecordStore": "flask_omi.keystore",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import OmiConfigError
+from flask_omi.errors import OmiConfigError
 
 if TYPE_CHECKING:
     from flask.sansio.app import App

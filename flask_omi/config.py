@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import OmiConfigError, StoreNotShared
-from .keystore import RecordStore
-from .stores import resolve_store
+from flask_omi.errors import OmiConfigError, StoreNotShared
+from flask_omi.keystore import RecordStore
+from flask_omi.stores import resolve_store
 
 if TYPE_CHECKING:
     from flask.sansio.app import App

@@ -2,7 +2,7 @@
 
 It holds the app's callbacks and the blueprint's registered name, never the app itself, so one
 blueprint object can serve several apps (as in an app factory under test). This is the Flask side
-of the client: :mod:`flask_omi.client` itself imports no Flask.
+of the client: :mod:`flask_omi.api.client` itself imports no Flask.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_request_context, request
 
-from ._registration import OmiRecord
-from .client import OmiClient
-from .config import store_for
-from .confirm_records import ConfirmLedger
-from .errors import OmiConfigError
-from .keystore import MemoryStore, RecordStore
-from .stores import KeyStore, PerProcessNotice, is_per_process
+from flask_omi._registration import OmiRecord
+from flask_omi.api.client import OmiClient
+from flask_omi.config import store_for
+from flask_omi.errors import OmiConfigError
+from flask_omi.keystore import MemoryStore, RecordStore
+from flask_omi.stores import KeyStore, PerProcessNotice, is_per_process
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -93,13 +92,14 @@ class OmiExtension:
         repr=False,
     )
 
-    def confirm_ledger(self, config: Mapping[str, Any], key: bytes) -> ConfirmLedger:
-        """The app's confirmation records, in ``OMI_STATE_REGISTRY``'s store or this process's."""
+    def confirm_store(self, config: Mapping[str, Any]) -> RecordStore:
+        """Where confirmation records live: ``OMI_STATE_REGISTRY``'s store (or ``OMI_STORE``),
+        else this process's. Under several processes a per-process one is refused, loudly."""
         store = self.state_store(config)
         self.confirm_notice.active = store is None or is_per_process(store)
         if has_request_context():
             self.confirm_notice.check(request.environ.get("wsgi.multiprocess"), _logger)
-        return ConfirmLedger(cast(RecordStore, store or self._local_confirm_store), key)
+        return cast(RecordStore, store or self._local_confirm_store)
 
     #: The app's user loader when the blueprint has none: set by an integration that knows how to
     #: load users (the Flask-Login bridge's ``load_user``), for this app only.

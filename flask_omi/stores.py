@@ -18,8 +18,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import OmiConfigError, StoreNotShared
-from .keystore import (
+from flask_omi.errors import OmiConfigError, StoreNotShared
+from flask_omi.keystore import (
     RUNNING_TTL,
     Claim,
     KeyStore,

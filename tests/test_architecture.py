@@ -23,13 +23,13 @@ PACKAGE = Path(flask_omi.__file__).parent
 #: Modules that must work without Flask: the API client, the stores, the signature schemes, the
 #: payload types and the tool declarations (docs/architecture.md, "Framework-neutral core").
 FRAMEWORK_NEUTRAL = (
-    "flask_omi.client",
-    "flask_omi.transport",
-    "flask_omi.models",
+    "flask_omi.api.client",
+    "flask_omi.api.transport",
+    "flask_omi.api.models",
     "flask_omi.config",
     "flask_omi.keystore",
     "flask_omi.stores",
-    "flask_omi.state",
+    "flask_omi.signin.state",
     "flask_omi.validation",
     "flask_omi.inbound.protocol",
     "flask_omi.inbound.signing",
@@ -37,8 +37,8 @@ FRAMEWORK_NEUTRAL = (
     "flask_omi.inbound.payloads",
     "flask_omi.inbound.tool_spec",
     "flask_omi.inbound.deliveries",
-    "flask_omi.confirm",
-    "flask_omi.confirm_records",
+    "flask_omi.signin.confirm",
+    "flask_omi.signin.confirm_records",
     "flask_omi._registration",
 )
 
@@ -205,7 +205,9 @@ def test_every_public_name_resolves_and_is_in_the_api_reference() -> None:
     assert missing == [], f"public names missing from docs/reference.md: {missing}"
 
 
-@pytest.mark.parametrize("module", ["flask_omi.inbound.signing", "flask_omi.client", "flask_omi.keystore"])
+@pytest.mark.parametrize(
+    "module", ["flask_omi.inbound.signing", "flask_omi.api.client", "flask_omi.keystore"]
+)
 def test_importing_a_framework_neutral_module_loads_no_flask(module: str) -> None:
     """flask_omi/__init__.py loads its names on first use: a program that only checks signatures
     or calls OMI's API does not import Flask, the views or the Celery glue."""
@@ -220,8 +222,8 @@ def test_importing_a_framework_neutral_module_loads_no_flask(module: str) -> Non
 # -- one source for every default ------------------------------------------------------------------
 def test_defaults_have_one_source() -> None:
     from flask_omi import OmiClient
+    from flask_omi.api.transport import DEFAULT_MAX_RESPONSE_BYTES
     from flask_omi.inbound import signing
-    from flask_omi.transport import DEFAULT_MAX_RESPONSE_BYTES
 
     client = OmiClient("app", "sk_key")
     assert repr(client) == f"OmiClient(app_id='app', base_url={DEFAULTS['OMI_API_BASE']!r})"
@@ -374,12 +376,12 @@ def test_the_fast_path_refuses_a_field_set_that_does_not_match() -> None:
 def _public_objects() -> list[tuple[str, Any]]:
     import inspect
 
-    import flask_omi.models
+    import flask_omi.api.models
     import flask_omi.stores
     import flask_omi.testing
 
     found: list[tuple[str, Any]] = []
-    for module in (flask_omi, flask_omi.testing, flask_omi.models, flask_omi.stores):
+    for module in (flask_omi, flask_omi.testing, flask_omi.api.models, flask_omi.stores):
         names = getattr(module, "__all__", None) or [
             n
             for n in vars(module)
@@ -429,3 +431,47 @@ def test_a_draft_settings_name_fails_at_start_up_naming_the_new_one(old: str, ne
     app.config.update({"SECRET_KEY": "k" * 40, "OMI_APP_ID": "01APP", old: True})
     with pytest.raises(OmiConfigError, match=f"{old} is not a flask-omi setting. Did you mean {new}"):
         app.register_blueprint(OmiBlueprint())
+
+
+# -- the layout: the parts' table in docs/architecture.md against the real imports ----------------
+PARTS = ("signin", "api", "inbound", "cli", "testing", "contrib")
+
+
+def _part(module: str) -> str:
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 and pieces[1] in PARTS else "root"
+
+
+def _allowed() -> dict[str, set[str]]:
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = text.split("<!-- parts -->", 1)[1].split("<!-- /parts -->", 1)[0]
+    allowed: dict[str, set[str]] = {}
+    for row in table.strip().splitlines()[2:]:
+        part, may = (cell.strip() for cell in row.strip("|").split("|"))
+        allowed[part] = {name.strip() for name in may.split(",") if name.strip()}
+    return allowed
+
+
+def test_every_import_between_parts_is_one_the_architecture_map_allows() -> None:
+    allowed = _allowed()
+    assert set(allowed) == {"root", *PARTS}
+    wrong = []
+    for module, targets in _graph().items():
+        for target in targets:
+            if not target.startswith("flask_omi") or _part(target) == _part(module):
+                continue
+            kind = "cli package" if target == "flask_omi.cli" else _part(target)
+            if kind not in allowed[_part(module)] and _part(target) not in allowed[_part(module)]:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == [], wrong
+
+
+def test_the_map_names_every_module_and_only_those() -> None:
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        folder = path.parent.relative_to(PACKAGE).as_posix()
+        named = f"`{relative}`" in text or f"`{path.name}`" in text or f"`{folder}/`" in text
+        assert named, f"docs/architecture.md does not name {relative}"
+    for named in __import__("re").findall(r"^\\| `([\\w/]+\\.py)`", text, __import__("re").M):
+        assert (PACKAGE / named).exists(), f"docs/architecture.md names {named}, which does not exist"

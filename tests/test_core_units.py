@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flask_omi.errors import StateExpired, StateMismatch, StateMissing, StateReused, StateSuperseded
-from flask_omi.state import PENDING_KEY, PendingSignIns, carried_over, new_state
+from flask_omi.signin.state import PENDING_KEY, PendingSignIns, carried_over, new_state
 from flask_omi.validation import is_valid_uid, safe_next_path
 
 

@@ -469,7 +469,7 @@ def test_integration_notification_to_a_removed_app_is_404(fake: FakeOmi, api: Ap
 
 
 def test_models_datetimes_on_the_wire() -> None:
-    from flask_omi.testing.wire import iso_z
+    from flask_omi.testing.fake.wire import iso_z
 
     assert iso_z("2026-01-02T10:00:00+02:00") == "2026-01-02T08:00:00Z"
     assert iso_z("2026-01-02T10:00:00") == "2026-01-02T10:00:00Z"  # naive: OMI appends Z

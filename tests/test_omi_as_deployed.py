@@ -17,7 +17,7 @@ from flask_omi import OmiBlueprint, OmiClient, OmiConfigError, OmiTools, OmiWebh
 from flask_omi.inbound.request_signing import signed_headers
 from flask_omi.inbound.signing import signature_header
 from flask_omi.testing import FakeOmi, LiveServer
-from flask_omi.testing.chat import httpx_query
+from flask_omi.testing.fake.chat import httpx_query
 
 from .helpers import assert_refused
 
@@ -146,7 +146,7 @@ def test_the_fake_concatenates_a_relative_endpoint_as_omi_does(fake_omi: FakeOmi
 
 
 def test_a_tool_that_is_not_an_object_drops_the_manifest(fake_omi: FakeOmi) -> None:
-    from flask_omi.testing.chat import ManifestError
+    from flask_omi.testing.fake.chat import ManifestError
 
     manifest = Flask(__name__)
     manifest.get("/m.json")(lambda: {"tools": ["search"]})

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_omi import OmiBlueprint, omi_bp
-from flask_omi.state import PENDING_KEY
+from flask_omi.signin.state import PENDING_KEY
 
 from .conftest import APP_ID, Clock, make_app, start_login
 

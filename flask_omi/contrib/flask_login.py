@@ -28,9 +28,9 @@ from typing import Any
 from flask import Flask, g, session
 from flask_login import login_user, logout_user, user_logged_out
 
-from .._registration import record_of
-from ..signals import omi_logged_in, omi_logged_out, omi_logout_requested
-from ..user import logout_omi_user
+from flask_omi._registration import record_of
+from flask_omi.signals import omi_logged_in, omi_logged_out, omi_logout_requested
+from flask_omi.signin.user import logout_omi_user
 
 logger = logging.getLogger("flask_omi")
 

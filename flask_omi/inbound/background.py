@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
-from ..config import signing_secrets
-from ..errors import OmiConfigError
-from ..stores import KeyStore
-from .payloads import AudioChunk, ConversationCreated, TranscriptBatch
-from .request import json_body
+from flask_omi.config import signing_secrets
+from flask_omi.errors import OmiConfigError
+from flask_omi.inbound.payloads import AudioChunk, ConversationCreated, TranscriptBatch
+from flask_omi.inbound.request import json_body
+from flask_omi.stores import KeyStore
 
 if TYPE_CHECKING:
-    from .webhooks import WebhookHandlers
+    from flask_omi.inbound.webhooks import WebhookHandlers
 
 logger = logging.getLogger("flask_omi.webhooks")
 

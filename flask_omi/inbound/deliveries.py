@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from ..stores import RUNNING_TTL, KeyStore, MemoryStore, StoreFull, claim_all, hashed_key
+from flask_omi.stores import RUNNING_TTL, KeyStore, MemoryStore, StoreFull, claim_all, hashed_key
 
 Verdict = Literal["run", "done", "running", "replayed"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
-from ..errors import InboundPayloadError
+from flask_omi.errors import InboundPayloadError
 
 T = TypeVar("T")
 #: The classes :func:`fast_new` builds, with their field names, checked once per class.

@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from flask import Request
 
-from ..errors import InboundPayloadError
-from ..validation import is_ascii_digits
+from flask_omi.errors import InboundPayloadError
+from flask_omi.validation import is_ascii_digits
 
 #: OMI's payloads nest a few levels; a deeper body is refused before a handler (or Python's own
 #: recursion limit) meets it.

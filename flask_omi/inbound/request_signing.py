@@ -31,8 +31,8 @@ import uuid
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
-from .protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
-from .signing import DEFAULT_TOLERANCE, Secrets, check_signature, secret_list
+from flask_omi.inbound.protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
+from flask_omi.inbound.signing import DEFAULT_TOLERANCE, Secrets, check_signature, secret_list
 
 SCHEME = "v2"
 

@@ -13,10 +13,10 @@ import hmac
 import time
 from collections.abc import Callable, Sequence
 
-from ..config import DEFAULTS
-from ..errors import InboundSignatureError
-from ..validation import is_ascii_digits
-from .protocol import SIGNATURE_HEADER
+from flask_omi.config import DEFAULTS
+from flask_omi.errors import InboundSignatureError
+from flask_omi.inbound.protocol import SIGNATURE_HEADER
+from flask_omi.validation import is_ascii_digits
 
 DEFAULT_TOLERANCE: int = DEFAULTS["OMI_SIGNATURE_TOLERANCE"]
 

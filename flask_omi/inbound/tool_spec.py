@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import OmiConfigError
-from ..validation import ascii_int
+from flask_omi.errors import OmiConfigError
+from flask_omi.validation import ascii_int
 
 INJECTED = frozenset({"uid", "geolocation", "user"})
 #: OMI registers a tool as ``{app_id}_{name}`` with the language model, whose tool names allow

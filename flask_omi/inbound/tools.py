@@ -24,18 +24,18 @@ from typing import Any, TypeVar, cast, overload
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request, url_for
 from flask.sansio.blueprints import BlueprintSetupState
 
-from .._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
-from ..cli import add_cli
-from ..config import external_url, set_up, signing_secrets, store_for
-from ..errors import InboundPayloadError, InboundSignatureError, OmiConfigError, OmiInboundError
-from ..extension import get_extension
-from ..stores import KeyStore, PerProcessNotice, is_per_process
-from ..validation import is_valid_uid
-from .csrf import exempt_from_csrf
-from .protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
-from .request import header, json_body, query_is_utf8, read_body
-from .request_signing import verify_request_signature
-from .tool_spec import METHODS, QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
+from flask_omi._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
+from flask_omi.cli import add_cli
+from flask_omi.config import external_url, set_up, signing_secrets, store_for
+from flask_omi.errors import InboundPayloadError, InboundSignatureError, OmiConfigError, OmiInboundError
+from flask_omi.extension import get_extension
+from flask_omi.inbound.csrf import exempt_from_csrf
+from flask_omi.inbound.protocol import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TOOL_EVENT
+from flask_omi.inbound.request import header, json_body, query_is_utf8, read_body
+from flask_omi.inbound.request_signing import verify_request_signature
+from flask_omi.inbound.tool_spec import METHODS, QUERY_METHODS, ToolCallError, ToolError, ToolSpec, describe
+from flask_omi.stores import KeyStore, PerProcessNotice, is_per_process
+from flask_omi.validation import is_valid_uid
 
 logger = logging.getLogger("flask_omi.tools")
 

@@ -18,19 +18,19 @@ from typing import Any, NamedTuple, TypeVar, cast, overload
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
 
-from .._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
-from ..cli import add_cli
-from ..config import set_up, signing_secrets, store_for
-from ..errors import InboundPayloadError, OmiInboundError
-from ..stores import KeyStore, MemoryStore, PerProcessNotice, is_per_process
-from ..validation import is_ascii_digits, is_valid_uid
-from .background import message_for, register_task, sign_message, task_id, task_name
-from .csrf import exempt_from_csrf
-from .deliveries import admit, admit_locally, in_process_replay_store, settle
-from .payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
-from .protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from .request import delivery_header, header, json_body, query_value, read_body
-from .signing import verify_signature
+from flask_omi._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
+from flask_omi.cli import add_cli
+from flask_omi.config import set_up, signing_secrets, store_for
+from flask_omi.errors import InboundPayloadError, OmiInboundError
+from flask_omi.inbound.background import message_for, register_task, sign_message, task_id, task_name
+from flask_omi.inbound.csrf import exempt_from_csrf
+from flask_omi.inbound.deliveries import admit, admit_locally, in_process_replay_store, settle
+from flask_omi.inbound.payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
+from flask_omi.inbound.protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER
+from flask_omi.inbound.request import delivery_header, header, json_body, query_value, read_body
+from flask_omi.inbound.signing import verify_signature
+from flask_omi.stores import KeyStore, MemoryStore, PerProcessNotice, is_per_process
+from flask_omi.validation import is_ascii_digits, is_valid_uid
 
 logger = logging.getLogger("flask_omi.webhooks")
 

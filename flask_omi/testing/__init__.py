@@ -11,15 +11,15 @@ from collections.abc import Callable
 from flask import request_started, session, url_for
 from flask.testing import FlaskClient
 
-from ..confirm import CONFIRMED_KEY
-from ..extension import get_extension
-from ..user import login_omi_user, logout_omi_user
-from ..validation import is_valid_uid
-from .connect import LiveApp, connect_app, register_app_in_fake
-from .fake_omi import FakeOmi, FakeOmiRefused
-from .server import LiveServer
-from .store import ALL_ACTIONS, FakeApp, FakeOmiStore, Fault
-from .webhook_sender import Delivery, deliver_webhook, send_webhook, webhook_url
+from flask_omi.extension import get_extension
+from flask_omi.signin.confirm import CONFIRMED_KEY
+from flask_omi.signin.user import login_omi_user, logout_omi_user
+from flask_omi.testing.connect import LiveApp, connect_app, register_app_in_fake
+from flask_omi.testing.fake.fake_omi import FakeOmi, FakeOmiRefused
+from flask_omi.testing.fake.store import ALL_ACTIONS, FakeApp, FakeOmiStore, Fault
+from flask_omi.testing.server import LiveServer
+from flask_omi.testing.webhook_sender import Delivery, deliver_webhook, send_webhook, webhook_url
+from flask_omi.validation import is_valid_uid
 
 
 def sign_in_test_client(client: FlaskClient, uid: str, *, confirmed: bool = False) -> None:

@@ -11,12 +11,18 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from .._registration import record_of
-from ..app_urls import APP_HOME_URL, MANIFEST_URL, SETUP_COMPLETED_URL, external_urls, webhook_field
-from ..config import signing_secrets
-from ..inbound.payloads import PROACTIVE_SCOPES
-from ..inbound.protocol import TRIGGERS
-from .store import FakeApp, FakeOmiStore
+from flask_omi._registration import record_of
+from flask_omi.cli.app_urls import (
+    APP_HOME_URL,
+    MANIFEST_URL,
+    SETUP_COMPLETED_URL,
+    external_urls,
+    webhook_field,
+)
+from flask_omi.config import signing_secrets
+from flask_omi.inbound.payloads import PROACTIVE_SCOPES
+from flask_omi.inbound.protocol import TRIGGERS
+from flask_omi.testing.fake.store import FakeApp, FakeOmiStore
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,14 @@ from typing import Any
 
 import requests
 
-from ..inbound.protocol import DELIVERY_HEADER, EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TRIGGERS
-from ..inbound.signing import signature_header
+from flask_omi.inbound.protocol import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TRIGGERS,
+)
+from flask_omi.inbound.signing import signature_header
 
 #: OMI's trigger names.
 #: ``X-Omi-Event`` for each trigger.

@@ -246,7 +246,7 @@ def chat_app(fake_omi: FakeOmi) -> Iterator[tuple[Flask, str]]:
 def signed_in_uid() -> str | None:
     from flask import session
 
-    from flask_omi.user import UID_KEY
+    from flask_omi.signin.user import UID_KEY
 
     uid = session.get(UID_KEY)
     return uid if isinstance(uid, str) else None

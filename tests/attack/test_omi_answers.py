@@ -31,8 +31,8 @@ from flask_omi import (
     OmiRateLimited,
     OmiTransportError,
 )
+from flask_omi.api.transport import error_for, header_int, header_seconds
 from flask_omi.testing import FakeOmi, LiveServer
-from flask_omi.transport import error_for, header_int, header_seconds
 
 from ..conftest import make_app, start_login
 from ..helpers import verifying_app

@@ -10,7 +10,7 @@ import pytest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_omi import OmiBlueprint
-from flask_omi.checks import weak_secret_key_reason
+from flask_omi.cli.audit import weak_secret_key_reason
 
 from ..conftest import cli_streams, make_app
 

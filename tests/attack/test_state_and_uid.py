@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_omi import OmiBlueprint, omi_login_failed
-from flask_omi.state import PENDING_KEY, RETIRED_KEY
+from flask_omi.signin.state import PENDING_KEY, RETIRED_KEY
 
 from ..conftest import Clock, make_app, start_login
 

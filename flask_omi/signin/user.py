@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 from flask import current_app, g, has_request_context, session
 from werkzeug.local import LocalProxy
 
-from .errors import UidInvalid
-from .extension import get_extension
-from .signals import omi_logged_in, omi_logged_out
-from .state import RETIRED_KEY, carried_over
-from .validation import is_valid_uid
+from flask_omi.errors import UidInvalid
+from flask_omi.extension import get_extension
+from flask_omi.signals import omi_logged_in, omi_logged_out
+from flask_omi.signin.state import RETIRED_KEY, carried_over
+from flask_omi.validation import is_valid_uid
 
 logger = logging.getLogger("flask_omi")
 

@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 from flask import Response, current_app, jsonify, redirect, render_template, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
-from .confirm_views import start_confirmation
-from .errors import (
+from flask_omi.errors import (
     OmiApiError,
     OmiCallbackError,
     StateCheckUnavailable,
@@ -21,13 +20,14 @@ from .errors import (
     UidRejected,
     UidVerificationUnavailable,
 )
-from .extension import get_extension, omi_client
-from .responses import json_error, login_url, no_frames, no_store
-from .signals import omi_login_failed, omi_logout_requested
-from .state import PendingSignIns
-from .stores import StoreFull, hashed_key
-from .user import UID_KEY, login_omi_user, logout_omi_user
-from .validation import is_valid_uid, safe_next_path
+from flask_omi.extension import get_extension, omi_client
+from flask_omi.signals import omi_login_failed, omi_logout_requested
+from flask_omi.signin.confirm_views import start_confirmation
+from flask_omi.signin.responses import json_error, login_url, no_frames, no_store
+from flask_omi.signin.state import PendingSignIns
+from flask_omi.signin.user import UID_KEY, login_omi_user, logout_omi_user
+from flask_omi.stores import StoreFull, hashed_key
+from flask_omi.validation import is_valid_uid, safe_next_path
 
 logger = logging.getLogger("flask_omi")
 

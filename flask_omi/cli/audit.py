@@ -12,10 +12,10 @@ from urllib.parse import SplitResult, urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ._registration import record_of
-from .config import store_for
-from .deployment_checks import LOCAL_HOSTS, Finding, inbound_findings
-from .stores import is_per_process
+from flask_omi._registration import record_of
+from flask_omi.cli.deployment_audit import LOCAL_HOSTS, Finding, inbound_findings
+from flask_omi.config import store_for
+from flask_omi.stores import is_per_process
 
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_DISTINCT = 10

@@ -8,7 +8,7 @@ app's ``omi_confirm_sign_in`` tool signed with the owner's uid).
 
 Everything that limits an attacker lives on the server, in a :class:`~flask_omi.keystore.RecordStore`,
 under the pending confirmation's random id; the session only holds that id (see
-:mod:`flask_omi.confirm_records`). This module holds the codes and the message. Framework-neutral.
+:mod:`flask_omi.signin.confirm_records`). This module holds the codes and the message. Framework-neutral.
 """
 
 from __future__ import annotations

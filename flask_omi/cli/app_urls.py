@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, url_for
 
-from ._registration import record_of
-from .inbound.protocol import TRIGGER_RECEIVERS
+from flask_omi._registration import record_of
+from flask_omi.inbound.protocol import TRIGGER_RECEIVERS
 
 APP_HOME_URL = "App Home URL"
 SETUP_COMPLETED_URL = "Setup completed URL"

@@ -10,11 +10,11 @@ from typing import Any, TypeVar, cast, overload
 from flask import current_app, redirect, request
 from werkzeug.urls import iri_to_uri
 
-from .confirm_views import confirmation_required, has_pending, is_confirmed
-from .extension import get_extension
-from .responses import json_error, login_url, no_store, wants_json
-from .user import load_user_in_request
-from .validation import safe_next_path
+from flask_omi.extension import get_extension
+from flask_omi.signin.confirm_views import confirmation_required, has_pending, is_confirmed
+from flask_omi.signin.responses import json_error, login_url, no_store, wants_json
+from flask_omi.signin.user import load_user_in_request
+from flask_omi.validation import safe_next_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

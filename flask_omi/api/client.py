@@ -15,9 +15,7 @@ from typing import Any, cast
 import requests
 from requests.adapters import HTTPAdapter
 
-from .config import DEFAULTS
-from .errors import OmiAppNotEnabled, OmiConfigError, OmiPermissionError, OmiTransportError
-from .models import (
+from flask_omi.api.models import (
     Conversation,
     ConversationSearch,
     Geolocation,
@@ -28,7 +26,9 @@ from .models import (
     date_param,
     iso_datetime,
 )
-from .transport import RetryPolicy, Transport, header_int
+from flask_omi.api.transport import RetryPolicy, Transport, header_int
+from flask_omi.config import DEFAULTS
+from flask_omi.errors import OmiAppNotEnabled, OmiConfigError, OmiPermissionError, OmiTransportError
 
 DEFAULT_BASE_URL: str = DEFAULTS["OMI_API_BASE"]
 MAX_PAGE_SIZE = 1000

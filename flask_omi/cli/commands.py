@@ -1,9 +1,5 @@
-"""``flask omi ...`` commands: the URLs to paste into OMI, the settings audit, a manual authorize
-URL, and the fake OMI server.
-
-One module-level group, :data:`omi_cli`, added to ``app.cli`` by whichever flask-omi blueprint is
-registered first (sign-in, webhooks or tools), so that a webhook-only app has ``flask omi`` too.
-"""
+"""``flask omi ...`` commands, on the module-level group :data:`flask_omi.cli.omi_cli`: the URLs
+to paste into OMI, the settings audit, a manual authorize URL, and the fake OMI server."""
 
 from __future__ import annotations
 
@@ -13,22 +9,11 @@ from urllib.parse import urlencode
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from flask.sansio.app import App
 
-from .app_urls import external_urls
-from .checks import check_settings
-from .state import new_state
-
-
-@click.group("omi", help="flask-omi: the URLs to paste into OMI, and the settings audit.")
-def omi_cli() -> None:
-    """The ``flask omi`` group."""
-
-
-def add_cli(app: App) -> None:
-    """Give ``app`` the ``flask omi`` commands (once, whichever part is registered first)."""
-    if "omi" not in app.cli.commands:
-        app.cli.add_command(omi_cli)
+from flask_omi.cli import omi_cli
+from flask_omi.cli.app_urls import external_urls
+from flask_omi.cli.audit import check_settings
+from flask_omi.signin.state import new_state
 
 
 @omi_cli.command("check")
@@ -54,7 +39,7 @@ def check(base_url: str | None, behind_proxy: bool, online: bool) -> None:
     _print_urls(app, base_url)
     findings = check_settings(app, base_url, behind_proxy)
     if online:
-        from .online_checks import online_findings
+        from flask_omi.cli.online_audit import online_findings
 
         read, more = online_findings(app)
         for line in read:
@@ -90,7 +75,7 @@ def _print_urls(app: Any, base_url: str) -> None:
 @with_appcontext
 def login_url_command() -> None:
     """Print an OMI authorize URL for this app, to try OMI's consent page by hand."""
-    from .views import authorize_url
+    from flask_omi.signin.views import authorize_url
 
     click.echo(authorize_url(new_state()))
     click.echo(
@@ -116,7 +101,7 @@ def fake_server(port: int, app_url: str, api_key: str | None) -> None:
     The App Home, setup-completed and (with OmiWebhooks) webhook URLs are this app's own
     routes at --app-url, whatever prefix its blueprints were registered with.
     """
-    from .testing import FakeOmi, register_app_in_fake
+    from flask_omi.testing import FakeOmi, register_app_in_fake
 
     fake = FakeOmi()
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -13,9 +13,9 @@ from typing import Any
 
 from flask import Flask
 
-from .config import STORE_SETTINGS, store_for
-from .deployment_checks import Finding
-from .keystore import RedisStore
+from flask_omi.cli.deployment_audit import Finding
+from flask_omi.config import STORE_SETTINGS, store_for
+from flask_omi.keystore import RedisStore
 
 
 def online_findings(app: Flask) -> tuple[list[str], list[Finding]]:

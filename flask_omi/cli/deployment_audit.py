@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from ._registration import record_of
-from .config import DEFAULTS, signing_secrets, store_for
-from .inbound.background import LEASE_MARGIN, TIME_LIMITED_POOLS
-from .stores import is_per_process
+from flask_omi._registration import record_of
+from flask_omi.config import DEFAULTS, signing_secrets, store_for
+from flask_omi.inbound.background import LEASE_MARGIN, TIME_LIMITED_POOLS
+from flask_omi.stores import is_per_process
 
 #: Bounds past which a setting is a mistake rather than a choice.
 MAX_TOLERANCE = 900  # OMI signs at sending; 300 s covers clock skew and OMI's retries

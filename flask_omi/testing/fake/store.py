@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .rate_limits import RateLimits
+from flask_omi.testing.fake.rate_limits import RateLimits
 
 ALL_ACTIONS = frozenset(
     {"create_conversation", "create_memories", "read_memories", "read_conversations", "read_tasks"}

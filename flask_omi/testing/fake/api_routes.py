@@ -23,10 +23,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .rate_limits import Verdict
-from .request_checks import ApiError, Problems, render_api_error
-from .store import FakeOmiStore
-from .wire import conversation_item, iso_z, memory_item, task_item, without_nulls
+from flask_omi.testing.fake.rate_limits import Verdict
+from flask_omi.testing.fake.request_checks import ApiError, Problems, render_api_error
+from flask_omi.testing.fake.store import FakeOmiStore
+from flask_omi.testing.fake.wire import conversation_item, iso_z, memory_item, task_item, without_nulls
 
 api = Blueprint("fake_api", __name__, url_prefix="/v2/integrations/<app_id>")
 

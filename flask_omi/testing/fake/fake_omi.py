@@ -19,13 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from flask import Flask, Response, render_template, request
 
-from ..inbound.protocol import TRIGGERS
-from .api_routes import api
-from .chat import ToolCall, call_tool, chat, fetch_tools, take_transcript_answer
-from .oauth_routes import CSRF_COOKIE, ID_TOKEN_PREFIX, oauth
-from .server import LiveServer, answer_loopback_hosts_only
-from .store import FakeApp, FakeOmiStore
-from .webhook_sender import Delivery, deliver_webhook
+from flask_omi.inbound.protocol import TRIGGERS
+from flask_omi.testing.fake.api_routes import api
+from flask_omi.testing.fake.chat import ToolCall, call_tool, chat, fetch_tools, take_transcript_answer
+from flask_omi.testing.fake.oauth_routes import CSRF_COOKIE, ID_TOKEN_PREFIX, oauth
+from flask_omi.testing.fake.store import FakeApp, FakeOmiStore
+from flask_omi.testing.server import LiveServer, answer_loopback_hosts_only
+from flask_omi.testing.webhook_sender import Delivery, deliver_webhook
 
 NO_ENDPOINTS = (
     "No configured endpoints found. Add a webhook URL, MCP server, or chat tool before re-enabling."

@@ -4,7 +4,7 @@
 ``True``: a callback that passes every check starts a confirmation instead of signing in; the
 sign-in counts only once the code comes back. ``"step-up"``: sign-in happens at once, and views
 marked ``@omi_login_required(confirmed=True)`` ask for a code first, as sensitive pages ask for a
-password again. The records and budgets live in the store (:mod:`flask_omi.confirm_records`); the
+password again. The records and budgets live in the store (:mod:`flask_omi.signin.confirm_records`); the
 session holds only the pending confirmation's id.
 """
 
@@ -19,9 +19,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Response, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import confirm
-from .confirm_records import ConfirmLedger, PendingConfirmation
-from .errors import (
+from flask_omi.errors import (
     CodeExpired,
     CodeTriesExhausted,
     ConfirmationMissing,
@@ -33,11 +31,13 @@ from .errors import (
     OmiCallbackError,
     OmiRateLimited,
 )
-from .extension import get_extension, omi_client
-from .responses import json_error, no_frames, no_store
-from .signals import omi_confirm_flooded, omi_login_failed
-from .user import UID_KEY, login_omi_user
-from .validation import safe_next_path
+from flask_omi.extension import get_extension, omi_client
+from flask_omi.signals import omi_confirm_flooded, omi_login_failed
+from flask_omi.signin import confirm
+from flask_omi.signin.confirm_records import ConfirmLedger, PendingConfirmation
+from flask_omi.signin.responses import json_error, no_frames, no_store
+from flask_omi.signin.user import UID_KEY, login_omi_user
+from flask_omi.validation import safe_next_path
 
 logger = logging.getLogger("flask_omi")
 
@@ -46,7 +46,7 @@ FORM_TOKEN_KEY = "_omi_confirm_form"  # noqa: S105 (a session key's name, not a 
 
 def ledger() -> ConfirmLedger:
     """This app's confirmation records: in ``OMI_STATE_REGISTRY``'s store, else in this process."""
-    return get_extension().confirm_ledger(current_app.config, _key())
+    return ConfirmLedger(get_extension().confirm_store(current_app.config), _key())
 
 
 def has_pending() -> bool:

@@ -6,7 +6,7 @@ points to that id. Every limit is a counter or a claim in the same store, taken 
 it limits, so that it holds however many requests arrive at once, from however many processes:
 
 - each comparison of a typed code first takes one of the uid's comparisons this hour, then one of
-  the code's :data:`~flask_omi.confirm.MAX_TRIES`; a spent budget refuses the right code too;
+  the code's :data:`~flask_omi.signin.confirm.MAX_TRIES`; a spent budget refuses the right code too;
 - a right code is claimed once (``used``), so a copy of the cookie from any moment is worth nothing;
 - codes started from one client address, and codes sent to one uid through OMI, are counted per
   clock hour (OMI's own notification limit counts UTC clock hours too);
@@ -24,7 +24,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .confirm import (
+from flask_omi.keystore import RecordStore
+from flask_omi.signin.confirm import (
     CODE_TTL,
     MAX_CHAT_TRIES_PER_UID_PER_HOUR,
     MAX_COMPARISONS_PER_UID_PER_HOUR,
@@ -37,7 +38,6 @@ from .confirm import (
     typed_chat_code,
     typed_code,
 )
-from .keystore import RecordStore
 
 Outcome = Literal["confirmed", "wrong", "tries_spent", "budget_spent", "used", "missing"]
 SendLimit = Literal["codes_per_address", "sends_per_uid"]

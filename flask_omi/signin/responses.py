@@ -7,8 +7,8 @@ from typing import TypeVar
 from flask import Response, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from .errors import OmiCallbackError
-from .extension import get_extension
+from flask_omi.errors import OmiCallbackError
+from flask_omi.extension import get_extension
 
 _NO_STORE_HEADERS = {
     "Cache-Control": "no-store",

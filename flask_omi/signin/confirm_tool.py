@@ -17,13 +17,13 @@ from typing import Annotated
 
 from flask.sansio.app import App
 
-from . import confirm
-from ._registration import record_of
-from .confirm_views import ledger, site_name
-from .errors import OmiConfigError
-from .extension import get_extension
-from .inbound.tool_spec import ToolError, describe
-from .inbound.tools import ToolsState, _StandInTools
+from flask_omi._registration import record_of
+from flask_omi.errors import OmiConfigError
+from flask_omi.extension import get_extension
+from flask_omi.inbound.tool_spec import ToolError, describe
+from flask_omi.inbound.tools import ToolsState, _StandInTools
+from flask_omi.signin import confirm
+from flask_omi.signin.confirm_views import ledger, site_name
 
 logger = logging.getLogger("flask_omi")
 

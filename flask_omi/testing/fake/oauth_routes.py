@@ -21,7 +21,7 @@ import requests
 from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.wrappers import Response
 
-from .store import FakeOmiStore
+from flask_omi.testing.fake.store import FakeOmiStore
 
 ID_TOKEN_PREFIX = "fake-id-token:"  # noqa: S105 (a marker, not a secret)
 #: OMI's double-submit CSRF cookie, and its answer when the page's token is not the cookie's.

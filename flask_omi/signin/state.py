@@ -22,7 +22,7 @@ import secrets
 from collections.abc import MutableMapping
 from typing import Any
 
-from .errors import StateExpired, StateMismatch, StateMissing, StateReused, StateSuperseded
+from flask_omi.errors import StateExpired, StateMismatch, StateMissing, StateReused, StateSuperseded
 
 #: Session keys; all namespaced so that they cannot clash with the app's own.
 PENDING_KEY = "_omi_pending"

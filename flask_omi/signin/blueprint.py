@@ -7,13 +7,11 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app
 from flask.sansio.blueprints import BlueprintSetupState
 
-from . import confirm_views, views
-from ._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
-from .cli import add_cli
-from .config import check_sign_in_config, set_up
-from .confirm_tool import attach_confirm_tool
-from .errors import OmiCallbackError
-from .extension import (
+from flask_omi._registration import HandlersBeforeRegistration, claim_extension_slot, record_of
+from flask_omi.cli import add_cli
+from flask_omi.config import check_sign_in_config, set_up
+from flask_omi.errors import OmiCallbackError
+from flask_omi.extension import (
     NeedsConfirmationHandler,
     OmiExtension,
     OmiHandlers,
@@ -22,8 +20,10 @@ from .extension import (
     UnauthorizedHandler,
     UserLoader,
 )
-from .responses import no_store, render_callback_error
-from .user import current_omi_user
+from flask_omi.signin import confirm_views, views
+from flask_omi.signin.confirm_tool import attach_confirm_tool
+from flask_omi.signin.responses import no_store, render_callback_error
+from flask_omi.signin.user import current_omi_user
 
 L = TypeVar("L", bound=UserLoader)
 V = TypeVar("V", bound=UidVerifier)

@@ -27,10 +27,10 @@ import requests
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ..inbound.request_signing import signed_headers
-from .api_routes import check_key, installed_and_within_limit
-from .request_checks import ApiError, render_api_error
-from .store import FakeApp, FakeOmiStore
+from flask_omi.inbound.request_signing import signed_headers
+from flask_omi.testing.fake.api_routes import check_key, installed_and_within_limit
+from flask_omi.testing.fake.request_checks import ApiError, render_api_error
+from flask_omi.testing.fake.store import FakeApp, FakeOmiStore
 
 chat = Blueprint("fake_chat", __name__)
 

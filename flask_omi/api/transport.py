@@ -30,8 +30,8 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .config import DEFAULTS
-from .errors import (
+from flask_omi.config import DEFAULTS
+from flask_omi.errors import (
     OmiApiError,
     OmiAppNotEnabled,
     OmiAuthError,
@@ -42,7 +42,7 @@ from .errors import (
     OmiTransportError,
     OmiValidationError,
 )
-from .validation import ascii_int
+from flask_omi.validation import ascii_int
 
 logger = logging.getLogger("flask_omi.api")
 
