@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from flask import Request
 
 from flask_omi.errors import InboundPayloadError
+from flask_omi.inbound.payloads import AudioChunk
 from flask_omi.validation import is_ascii_digits
 
 #: OMI's payloads nest a few levels; a deeper body is refused before a handler (or Python's own
@@ -55,7 +56,7 @@ def query_is_utf8(raw: bytes) -> bool:
     return True
 
 
-def query_value(req: Request, name: str) -> str:
+def single_query_param(req: Request, name: str) -> str:
     """One query parameter ("" when absent), read from the raw query string: OMI's webhook URLs
     carry one or two parameters, and a full ``request.args`` costs more than the rest of the checks.
     Given twice, it is refused: OMI never repeats one."""
@@ -141,3 +142,22 @@ def delivery_header(req: Request, name: str) -> str | None:
             "delivery_header_invalid", f"{name} must be printable ASCII, at most 200 characters."
         )
     return value
+
+
+AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
+#: ``sample_rate`` is not covered by the signature, so only the common PCM rates are taken (OMI's
+#: devices send 8 kHz or 16 kHz); anything else is refused rather than passed on to a handler.
+SAMPLE_RATES = frozenset({8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000})
+
+
+def audio_chunk(req: Request, uid: str, body: bytes, **ids: str | None) -> AudioChunk:
+    """An audio delivery: PCM16 in an allowed content type, at an allowed (unsigned) sample rate."""
+    if req.mimetype not in AUDIO_CONTENT_TYPES:
+        raise InboundPayloadError("audio_content_type", "Audio must be sent as application/octet-stream.")
+    raw_rate = single_query_param(req, "sample_rate")
+    if not is_ascii_digits(raw_rate, 6) or int(raw_rate) not in SAMPLE_RATES:
+        rates = ", ".join(str(rate) for rate in sorted(SAMPLE_RATES))
+        raise InboundPayloadError("sample_rate_invalid", f"sample_rate must be one of {rates} (Hz).")
+    if len(body) % 2:
+        raise InboundPayloadError("audio_odd_length", "PCM16 audio must have an even number of bytes.")
+    return AudioChunk(uid=uid, sample_rate=int(raw_rate), data=body, **ids)

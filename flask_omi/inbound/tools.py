@@ -264,7 +264,7 @@ def _payload(req: Request, body: bytes, from_query: bool) -> dict[str, Any]:
     return data
 
 
-def _single(value: Any) -> Any:
+def _given_once(value: Any) -> Any:
     """A query parameter given once; repeated (or absent) counts as not given."""
     if isinstance(value, list):
         return value[0] if len(value) == 1 else None
@@ -274,7 +274,7 @@ def _single(value: Any) -> Any:
 def _caller(app: Flask, payload: dict[str, Any], spec: ToolSpec, from_query: bool) -> str:
     uid, app_id, tool = payload.get("uid"), payload.get("app_id"), payload.get("tool_name")
     if from_query:
-        uid, app_id, tool = _single(uid), _single(app_id), _single(tool)
+        uid, app_id, tool = _given_once(uid), _given_once(app_id), _given_once(tool)
     if not is_valid_uid(uid):
         raise ToolCallError("The call carries no valid uid.")
     own_id = app.config.get("OMI_APP_ID")
@@ -313,7 +313,7 @@ def _geolocation(value: Any) -> dict[str, Any] | None:
     """OMI's cached location of the user, or None. A POST call carries it as a JSON object; a GET
     call as the dict's Python ``repr`` in the query (httpx writes a dict parameter with ``str()``),
     which is read as a literal, never evaluated as code."""
-    value = _single(value)
+    value = _given_once(value)
     if isinstance(value, str) and value.startswith("{") and len(value) <= MAX_GEOLOCATION_CHARS:
         try:
             value = ast.literal_eval(value)

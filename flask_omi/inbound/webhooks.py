@@ -24,13 +24,20 @@ from flask_omi.config import set_up, signing_secrets, store_for
 from flask_omi.errors import InboundPayloadError, OmiInboundError
 from flask_omi.inbound.background import message_for, register_task, sign_message, task_id, task_name
 from flask_omi.inbound.csrf import exempt_from_csrf
-from flask_omi.inbound.deliveries import admit, admit_locally, in_process_replay_store, settle
-from flask_omi.inbound.payloads import AudioChunk, ConversationCreated, Notify, TranscriptBatch
+from flask_omi.inbound.deliveries import Admission, admit, admit_locally, in_process_replay_store, settle
+from flask_omi.inbound.payloads import ConversationCreated, Notify, TranscriptBatch
 from flask_omi.inbound.protocol import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from flask_omi.inbound.request import delivery_header, header, json_body, query_value, read_body
+from flask_omi.inbound.request import (
+    audio_chunk,
+    delivery_header,
+    header,
+    json_body,
+    read_body,
+    single_query_param,
+)
 from flask_omi.inbound.signing import verify_signature
 from flask_omi.stores import KeyStore, MemoryStore, PerProcessNotice, is_per_process
-from flask_omi.validation import is_ascii_digits, is_valid_uid
+from flask_omi.validation import is_valid_uid
 
 logger = logging.getLogger("flask_omi.webhooks")
 
@@ -192,12 +199,6 @@ def _set_up_app(state: BlueprintSetupState) -> None:
     add_cli(state.app)
 
 
-AUDIO_CONTENT_TYPES = {"application/octet-stream", "audio/l16", "audio/pcm"}
-#: ``sample_rate`` is not covered by the signature, so only the common PCM rates are taken (OMI's
-#: devices send 8 kHz or 16 kHz); anything else is refused rather than passed on to a handler.
-SAMPLE_RATES = frozenset({8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000})
-
-
 class ReenableProbe(Exception):
     """The request is OMI's check that an auto-disabled app's webhook answers again."""
 
@@ -220,7 +221,7 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
     checked)."""
     config = app.config
     body = read_body(req, int(config["OMI_WEBHOOK_MAX_BYTES"]))
-    uid = query_value(req, "uid")
+    uid = single_query_param(req, "uid")
     signature = header(req, SIGNATURE_HEADER)
     if not uid and signature is None and _is_reenable_probe(body):
         raise ReenableProbe()
@@ -242,18 +243,6 @@ def checked_request(app: Flask, req: Request, state: WebhookState) -> tuple[str,
     if not is_valid_uid(uid) or "." in uid:
         raise InboundPayloadError("uid_invalid", "The uid is not a valid OMI uid.")
     return uid, body, verified
-
-
-def audio_chunk(req: Request, uid: str, body: bytes, **ids: str | None) -> AudioChunk:
-    if req.mimetype not in AUDIO_CONTENT_TYPES:
-        raise InboundPayloadError("audio_content_type", "Audio must be sent as application/octet-stream.")
-    raw_rate = query_value(req, "sample_rate")
-    if not is_ascii_digits(raw_rate, 6) or int(raw_rate) not in SAMPLE_RATES:
-        rates = ", ".join(str(rate) for rate in sorted(SAMPLE_RATES))
-        raise InboundPayloadError("sample_rate_invalid", f"sample_rate must be one of {rates} (Hz).")
-    if len(body) % 2:
-        raise InboundPayloadError("audio_odd_length", "PCM16 audio must have an even number of bytes.")
-    return AudioChunk(uid=uid, sample_rate=int(raw_rate), data=body, **ids)
 
 
 def _render_error(error: OmiInboundError) -> Response:
@@ -283,28 +272,51 @@ def _dispatch(
     background: bool = False,
     is_async: bool = False,
 ) -> Response:
+    """A checked delivery: admitted once (:func:`_admit`), then run here or queued, then recorded
+    (done, or released when it failed, so that OMI's retry runs it again)."""
     kind = delivery.kind
     if handler is None:
         raise InboundPayloadError("no_handler", f"This app does not handle {kind} webhooks.", 404)
-    delivery_id = delivery_header(req, DELIVERY_HEADER)
     idempotency_key = delivery_header(req, IDEMPOTENCY_HEADER)
-    event = parse({"delivery_id": delivery_id, "idempotency_key": idempotency_key})
+    event = parse({"delivery_id": delivery_header(req, DELIVERY_HEADER), "idempotency_key": idempotency_key})
     if background:  # segments are typed when read (payloads.Segments): a queued delivery is checked whole
         for segments in (getattr(event, "segments", None), getattr(event, "transcript_segments", None)):
             if segments is not None:
                 segments.check()
     state: WebhookState = app.extensions["omi"].webhooks
-    ledger = state.ledger
-    if ledger is None or (idempotency_key is None and delivery.signature is None):
-        return (
-            _enqueue(app, state, delivery, event, None)
-            if background
-            else _run(app, handler, kind, event, is_async)
-        )
+    if state.ledger is None or (idempotency_key is None and delivery.signature is None):
+        if background:
+            return _enqueue(app, state, delivery, event, None)
+        return _run(app, handler, kind, event, is_async)
+    admitted = _admit(app, req, state, delivery, idempotency_key)
+    if isinstance(admitted, Response):
+        return admitted
+    admission, ledger, replays = admitted
+    if background:
+        dedup_key = next((key for key in admission.claimed if not key.startswith("signature:")), None)
+        response = _enqueue(app, state, delivery, event, dedup_key)
+    else:
+        response = _run(app, handler, kind, event, is_async)
+    try:
+        ttl = int(app.config["OMI_WEBHOOK_DEDUP_TTL"])
+        settle(ledger, replays, admission, failed=response.status_code >= 500, ttl=ttl)
+    except Exception as error:
+        logger.error("OMI %s webhook: could not record the delivery (%r)", kind, error)
+    return response
+
+
+def _admit(
+    app: Flask, req: Request, state: WebhookState, delivery: Delivery, idempotency_key: str | None
+) -> tuple[Admission, KeyStore, KeyStore] | Response:
+    """Claim the delivery in the store, or the answer to give instead: 200 already handled, 425
+    being handled (OMI retries), 409 a replayed signature, 503 the store failed (OMI retries). A
+    live delivery, which OMI never sends again, gets replay refusal in this process instead."""
+    kind, ledger = delivery.kind, cast(KeyStore, state.ledger)
     # Not `state.replays or ledger`: an empty MemoryStore is falsy (it has a length).
     replays = ledger if state.replays is None else state.replays
     if state.notice is not None:
         state.notice.check(req.environ.get("wsgi.multiprocess"), logger)
+    tolerance = float(app.config["OMI_SIGNATURE_TOLERANCE"])
     try:
         admission = admit(
             ledger,
@@ -314,20 +326,16 @@ def _dispatch(
             body=delivery.body,
             idempotency_key=idempotency_key,
             signature=delivery.signature,
-            tolerance=float(app.config["OMI_SIGNATURE_TOLERANCE"]),
+            tolerance=tolerance,
         )
     except Exception as error:
         if idempotency_key is not None or delivery.signature is None:
             logger.error("OMI %s webhook: the de-duplication store failed (%r); OMI will retry", kind, error)
             return _answer(503, error="dedup_unavailable", error_description="Please retry this delivery.")
-        # A live delivery (no idempotency key) is never sent again: refusing it would lose it.
-        # Its signature is still refused a second time, in this process, while it is fresh.
         logger.error(
             "OMI %s webhook: the store failed (%r); replays refused in this process only", kind, error
         )
-        admission = admit_locally(
-            state.fallback_replays, delivery.signature, float(app.config["OMI_SIGNATURE_TOLERANCE"])
-        )
+        admission = admit_locally(state.fallback_replays, delivery.signature, tolerance)
         ledger = replays = state.fallback_replays
     if admission.verdict == "done":
         logger.info("OMI %s webhook: delivery already handled, not run again", kind)
@@ -338,22 +346,7 @@ def _dispatch(
     if admission.verdict == "replayed":
         logger.warning("OMI %s webhook refused: replayed (a signature already used)", kind)
         return _answer(409, error="replayed", error_description="This delivery was already received.")
-    if background:
-        dedup_key = next((key for key in admission.claimed if not key.startswith("signature:")), None)
-        response = _enqueue(app, state, delivery, event, dedup_key)
-    else:
-        response = _run(app, handler, kind, event, is_async)
-    try:
-        settle(
-            ledger,
-            replays,
-            admission,
-            failed=response.status_code >= 500,
-            ttl=int(app.config["OMI_WEBHOOK_DEDUP_TTL"]),
-        )
-    except Exception as error:
-        logger.error("OMI %s webhook: could not record the delivery (%r)", kind, error)
-    return response
+    return admission, ledger, replays
 
 
 def _enqueue(

@@ -55,7 +55,7 @@ def login() -> BaseResponse:
     return redirect(authorize_url(state), code=302)
 
 
-def _single(name: str) -> str | None:
+def _one_param_or_refuse(name: str) -> str | None:
     """A query parameter that must appear at most once; a repeated one counts as tampering."""
     values = request.args.getlist(name)
     if len(values) > 1:
@@ -68,9 +68,9 @@ def callback() -> BaseResponse:
     if "state" not in request.args:
         return _without_state()
     try:
-        state = _single("state")
+        state = _one_param_or_refuse("state")
         next_path = _pending().complete(state)
-        uid = _single("uid")
+        uid = _one_param_or_refuse("uid")
         if not uid:
             raise UidMissing()
         if not is_valid_uid(uid):

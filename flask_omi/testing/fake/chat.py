@@ -112,7 +112,7 @@ def _kept_tool(tool: Any, app_home_url: str | None) -> dict[str, Any] | None:
     }
 
 
-def query_value(value: Any) -> str:
+def httpx_query_value(value: Any) -> str:
     """One query value as httpx writes it: ``true``/``false``, ``""`` for None, ``str()`` otherwise
     (a dict becomes its Python repr)."""
     if value is True:
@@ -125,7 +125,7 @@ def query_value(value: Any) -> str:
 def httpx_query(payload: dict[str, Any]) -> str:
     """The query string httpx builds from ``params=payload``: a list repeats its name."""
     pairs = [
-        (name, query_value(item))
+        (name, httpx_query_value(item))
         for name, value in payload.items()
         for item in (value if isinstance(value, (list, tuple)) else [value])
     ]
