@@ -143,6 +143,8 @@ def store_for(config: Mapping[str, Any], key: str) -> Any:
 
 
 def apply_defaults(app: App) -> None:
+    """Every ``OMI_*`` default, with ``setdefault``: values the app set before or after registering
+    win."""
     for key, value in DEFAULTS.items():
         app.config.setdefault(key, value)
 

@@ -48,6 +48,9 @@ class OmiHandlers:
 
 @dataclass
 class OmiExtension:
+    """The sign-in part of the app's record: its callbacks, the blueprint's registered name, and what
+    sign-in keeps per app (the state store, the confirmation store). Holds no app."""
+
     handlers: OmiHandlers
     #: The blueprint's full registered name, for ``url_for`` (``omi`` unless renamed or nested).
     endpoint_prefix: str
@@ -68,6 +71,8 @@ class OmiExtension:
     )
 
     def state_store(self, config: Mapping[str, Any]) -> KeyStore | None:
+        """``OMI_STATE_REGISTRY``'s store (or ``OMI_STORE``'s), made again only when the setting
+        changes: it may be given after the blueprint is registered."""
         value = config["OMI_STATE_REGISTRY"]
         known, store = self._state_store
         if value is not known:
@@ -110,6 +115,8 @@ class OmiExtension:
         return self.handlers.user_loader or self.fallback_user_loader
 
     def endpoint(self, name: str) -> str:
+        """The full endpoint of one of the blueprint's views, whatever name and prefix it was
+        registered with."""
         return f"{self.endpoint_prefix}.{name}"
 
 

@@ -60,6 +60,9 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How one API call is retried: attempts, the deadline for all of them together, and the waits
+    between them."""
+
     max_attempts: int = 3
     backoff: float = 0.25  # seconds before the second attempt; doubles each time, with jitter
     max_backoff: float = 4.0

@@ -29,11 +29,15 @@ REDIS_VISIBILITY_TIMEOUT = 3600
 
 @dataclass(frozen=True)
 class Finding:
+    """One finding of the audit: fatal ones fail ``flask omi check`` (exit 1), the rest are advice."""
+
     fatal: bool
     message: str
 
 
 def inbound_findings(app: Flask, local: bool) -> list[Finding]:
+    """The production part of the audit: what OMI sends (signatures, shared stores), limits, background
+    workers, sign-out and the remember-me cookie."""
     config = app.config
     found = [*_api_base(config), *_limits(config)]
     if config.get("OMI_LOGOUT_ALLOW_GET"):

@@ -150,6 +150,8 @@ def _refuse_unlimited_pools(celery: Any) -> None:
 #: The largest queued message a worker takes: a webhook body at its bound, base64-encoded, with
 #: room for the rest. Anything larger did not come from this receiver.
 def max_message_chars(app: Flask) -> int:
+    """The largest queued message a worker takes: a webhook body at its bound, base64-encoded, with
+    room for the rest."""
     return int(app.config["OMI_WEBHOOK_MAX_BYTES"]) * 4 // 3 + 4096
 
 
@@ -175,6 +177,7 @@ def _mac(key: bytes, message: dict[str, Any]) -> str:
 
 
 def sign_message(app: Flask, message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with its ``mac``: a worker runs only what this app queued."""
     return {**message, "mac": _mac(_message_key(app), message)}
 
 

@@ -16,6 +16,8 @@ from flask.sansio.blueprints import Blueprint
 
 
 def exempt_from_csrf(app: App, blueprint: Blueprint) -> None:
+    """Keep Flask-WTF's ``CSRFProtect`` off ``blueprint``'s views: OMI's requests carry no CSRF token,
+    and are checked by signature instead. Works whichever is set up first."""
     csrf = app.extensions.get("csrf")
     if csrf is not None:
         csrf.exempt(blueprint)

@@ -114,6 +114,8 @@ def _is_plain_segment(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class TranscriptSegment:
+    """One segment of a transcript as OMI sends it: text, speaker, times."""
+
     text: str
     speaker: str | None
     is_user: bool
@@ -207,6 +209,9 @@ class Segments(Sequence[TranscriptSegment]):
 
 @dataclass(frozen=True)
 class Structured:
+    """A conversation's structured part, as OMI's model wrote it: title, overview, emoji, category,
+    action items, events."""
+
     title: str
     overview: str
     emoji: str | None

@@ -82,6 +82,7 @@ def single_query_param(req: Request, name: str) -> str:
 
 
 def json_body(body: bytes) -> Any:
+    """The body as JSON, or a 400 ``payload_invalid``: never a 500, however deep or malformed."""
     if _nesting_exceeds(body, MAX_JSON_DEPTH):
         raise InboundPayloadError("payload_too_deep", f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
     try:

@@ -42,6 +42,7 @@ def _encode(text: str | bytes) -> str:
 
 
 def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """The query as OMI's ``v2`` scheme signs it: pairs decoded, sorted, encoded again."""
     encoded = sorted(((_encode(name), _encode(value)) for name, value in pairs), key=lambda pair: pair[0])
     return "&".join(f"{name}={value}" for name, value in encoded)
 
@@ -51,6 +52,7 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
 
 
 def canonical_path(path: str) -> str:
+    """The path as OMI's ``v2`` scheme signs it, so that equivalent spellings sign alike."""
     if not path:
         return "/"
     if _PLAIN_PATH.fullmatch(path):
@@ -89,6 +91,7 @@ def compute_request_signature(
     query: str,
     body: bytes,
 ) -> str:
+    """The ``v2`` HMAC-SHA256 over the seven signed lines and the raw body, as OMI computes it."""
     message = message_to_sign(timestamp, delivery_id, event, method, path, query, body)
     return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 

@@ -30,6 +30,8 @@ def secret_list(secrets: Secrets) -> tuple[str, ...]:
 
 
 def compute_signature(secret: str, timestamp: int, uid: str, body: bytes) -> str:
+    """The ``v1`` HMAC-SHA256 over ``{t}.{uid}.`` and the raw body, keyed with the whole ``whsec_``
+    secret, as OMI computes it."""
     message = f"{timestamp}.{uid}.".encode() + body
     return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 

@@ -61,6 +61,9 @@ class ToolDeclarationError(OmiConfigError, TypeError):
 
 @dataclass(frozen=True)
 class Param:
+    """One argument of a tool as declared by its type hint: its JSON type, whether it is required, its
+    description."""
+
     name: str
     #: The JSON schema OMI's model sees; empty for an untyped parameter.
     schema: dict[str, Any]
@@ -71,11 +74,15 @@ class Param:
 
     @property
     def typed(self) -> bool:
+        """``value`` as the function expects it, or a ``ToolCallError`` the model can act on."""
         return "type" in self.schema
 
 
 @dataclass(frozen=True)
 class ToolSpec:
+    """A tool read from its function: what the manifest says of it and how a call is checked before the
+    function runs."""
+
     name: str
     description: str
     method: str
@@ -94,6 +101,8 @@ class ToolSpec:
         object.__setattr__(self, "names", frozenset(p.name for p in self.params))
 
     def manifest_entry(self, endpoint: str) -> dict[str, Any]:
+        """The tool's entry in OMI's manifest, with ``endpoint`` absolute (OMI concatenates a relative
+        one to the App Home URL)."""
         entry: dict[str, Any] = {
             "name": self.name,
             "description": self.description,

@@ -71,6 +71,9 @@ class WebhookState:
 
 @dataclass
 class WebhookHandlers:
+    """The handlers one ``OmiWebhooks`` blueprint has, by kind, and which of them run in the background
+    or are coroutines."""
+
     conversation: Handler | None = None
     transcript: Handler | None = None
     audio: Handler | None = None

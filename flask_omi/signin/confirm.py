@@ -41,10 +41,13 @@ CHANNELS = ("notification", "chat")
 
 
 def new_code() -> str:
+    """8 random digits from :mod:`secrets`: one chance in 10^8 per comparison."""
     return "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
 
 
 def new_chat_code() -> str:
+    """6 characters without look-alikes: easy to type in OMI's chat, and only the uid's owner can send
+    it there."""
     return "".join(secrets.choice(CHAT_CODE_ALPHABET) for _ in range(CHAT_CODE_LENGTH))
 
 

@@ -61,11 +61,14 @@ class PendingConfirmation:
     chat_code: str | None = None
 
     def expired(self, now: float) -> bool:
+        """Whether the code's 5 minutes are over (the record itself outlives them by a minute)."""
         return now - self.sent_at > CODE_TTL
 
 
 @dataclass(frozen=True)
 class Opened:
+    """A new pending confirmation and the code to send through OMI, then forget."""
+
     record: PendingConfirmation
     #: The code to send through OMI, then forget.
     code: str
@@ -107,12 +110,14 @@ class ConfirmLedger:
         )
 
     def save(self, record: PendingConfirmation) -> None:
+        """Store ``record`` (and its chat code's index) once its code was sent or sending was given up."""
         self.store.put(f"confirm:{record.id}", json.dumps(asdict(record)), _RECORD_TTL)
         if record.chat_code is not None:
             index = chat_index(self.key, record.uid, record.chat_code)
             self.store.put(f"confirm-chat:{index}", record.id, CODE_TTL)
 
     def load(self, record_id: object) -> PendingConfirmation | None:
+        """The record a session points to, or None: a missing, malformed or foreign id finds nothing."""
         if not isinstance(record_id, str) or not record_id or len(record_id) > 64:
             return None
         raw = self.store.get(f"confirm:{record_id}")

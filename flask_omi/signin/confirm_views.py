@@ -55,6 +55,8 @@ def has_pending() -> bool:
 
 
 def pending() -> PendingConfirmation | None:
+    """This session's pending confirmation, read from the store (None when there is none, it expired or
+    was used)."""
     record_id = session.get(confirm.PENDING_CONFIRM_KEY)
     if record_id is None:
         return None

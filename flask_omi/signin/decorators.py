@@ -90,6 +90,8 @@ def current_path() -> str | None:
 
 
 def unauthorized() -> Any:
+    """What a protected view answers to someone signed out: the app's handler, else 401 JSON for API
+    clients or a redirect to sign in that comes back here."""
     handler = get_extension().handlers.unauthorized
     if handler is not None:
         return current_app.ensure_sync(handler)()

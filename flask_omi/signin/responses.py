@@ -48,12 +48,14 @@ def no_frames(response: Response) -> Response:
 
 
 def json_error(status: int, error_code: str, description: str, **extra: str) -> Response:
+    """A JSON error with the stable ``error`` code and a sentence for people, never cached."""
     response = jsonify(error=error_code, error_description=description, **extra)
     response.status_code = status
     return no_store(response)
 
 
 def login_url(next_path: str | None = None) -> str:
+    """The login route of this app's blueprint, with ``next`` when it is a safe path."""
     return url_for(get_extension().endpoint("login"), next=next_path)
 
 

@@ -165,6 +165,9 @@ def _without_state() -> BaseResponse:
 
 
 def logout() -> BaseResponse:
+    """``POST /omi/logout``: sign out of OMI (and, through the signal, of what integrations signed in),
+    then go to ``OMI_LOGOUT_REDIRECT``. GET only when allowed: a link or an image could otherwise
+    sign people out."""
     if request.method == "GET" and not current_app.config["OMI_LOGOUT_ALLOW_GET"]:
         response = json_error(405, "method_not_allowed", "Sign out with POST (or set OMI_LOGOUT_ALLOW_GET).")
         response.headers["Allow"] = "POST"

@@ -58,6 +58,8 @@ def _store() -> FakeOmiStore:
 
 
 def check_key(app_id: str, endpoint: str) -> None:
+    """OMI's key check for ``app_id`` and the error it answers for a missing or wrong key (the wording
+    differs per endpoint, as in OMI)."""
     header = request.headers.get("Authorization")
     if not header or not header.startswith("Bearer "):
         raise ApiError(401, MISSING_AUTH)
@@ -131,6 +133,7 @@ def _newest_first(kind: str, uid: str) -> list[dict[str, Any]]:
 # -- writes -------------------------------------------------------------------------------------
 @api.post("/user/conversations")
 def create_conversation(app_id: str) -> Any:
+    """``POST /v2/integrations/{app_id}/user/conversations`` as OMI checks and answers it."""
     checks = Problems()
     uid = checks.query_str("uid", required=True)
     body = checks.json_object()
@@ -177,6 +180,7 @@ def create_conversation(app_id: str) -> Any:
 
 @api.post("/user/memories")
 def create_memories(app_id: str) -> Any:
+    """``POST /v2/integrations/{app_id}/user/memories`` as OMI checks and answers it."""
     checks = Problems()
     uid = checks.query_str("uid", required=True)
     body = checks.json_object()
@@ -218,6 +222,7 @@ def create_memories(app_id: str) -> Any:
 # -- reads --------------------------------------------------------------------------------------
 @api.get("/memories")
 def get_memories(app_id: str) -> Any:
+    """``GET /v2/integrations/{app_id}/memories`` as OMI checks and answers it."""
     checks = Problems()
     uid = checks.query_str("uid", required=True)
     limit, offset = checks.query_int("limit", 100, ge=1, le=1000), checks.query_int("offset", 0, ge=0)
@@ -234,6 +239,7 @@ def _segments_limit(checks: Problems) -> int:
 
 @api.get("/conversations")
 def get_conversations(app_id: str) -> Any:
+    """``GET /v2/integrations/{app_id}/conversations`` with OMI's filters and bounds."""
     checks = Problems()
     uid = checks.query_str("uid", required=True)
     limit, offset = checks.query_int("limit", 100, ge=1, le=1000), checks.query_int("offset", 0, ge=0)
@@ -308,6 +314,7 @@ def _speaker_matches(conversation: dict[str, Any], speaker_id: str | None) -> bo
 
 @api.get("/tasks")
 def get_tasks(app_id: str) -> Any:
+    """``GET /v2/integrations/{app_id}/tasks`` with OMI's filters."""
     checks = Problems()
     uid = checks.query_str("uid", required=True)
     limit, offset = checks.query_int("limit", 100, ge=1, le=1000), checks.query_int("offset", 0, ge=0)

@@ -46,6 +46,7 @@ def _detail(status: int, detail: Any) -> Response:
 
 @oauth.get("/v1/oauth/authorize")
 def authorize() -> Any:
+    """``GET /v1/oauth/authorize``: OMI's consent page, with its CSRF cookie, for this app."""
     app_id = request.args.get("app_id")
     if app_id is None:
         return _detail(422, [{"loc": ["query", "app_id"], "msg": "Field required", "type": "missing"}])
@@ -74,6 +75,8 @@ def authorize() -> Any:
 
 @oauth.post("/v1/oauth/token")
 def token() -> Any:
+    """``POST /v1/oauth/token``: OMI's checks in OMI's order, the setup-completed call, then the answer
+    the page redirects with."""
     form = request.form
     id_token, app_id, csrf_token = form.get("firebase_id_token"), form.get("app_id"), form.get("csrf_token")
     missing = [name for name in ("firebase_id_token", "app_id", "csrf_token") if form.get(name) is None]

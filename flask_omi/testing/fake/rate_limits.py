@@ -27,6 +27,8 @@ NOTIFICATIONS_PER_HOUR = 10
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a call is within OMI's limit, and the headers OMI sends with the answer."""
+
     allowed: bool
     limit: int
     remaining: int

@@ -117,20 +117,24 @@ class Problems:
         self.items: list[dict[str, Any]] = []
 
     def add(self, kind: str, loc: Iterable[str | int], msg: str, value: Any = None) -> None:
+        """Record one validation problem, in FastAPI's shape."""
         self.items.append({"type": kind, "loc": list(loc), "msg": msg, "input": value})
 
     def check(self) -> None:
+        """Answer 422 with every problem found, as FastAPI does before the handler runs."""
         if self.items:
             raise ApiError(422, self.items)
 
     # -- query parameters -----------------------------------------------------------------------
     def query_str(self, name: str, *, required: bool = False) -> str | None:
+        """A text query parameter, as FastAPI reads it."""
         value = request.args.get(name)
         if value is None and required:
             self.add("missing", ("query", name), "Field required")
         return value
 
     def query_int(self, name: str, default: int, *, ge: int | None = None, le: int | None = None) -> int:
+        """An integer query parameter within bounds, as FastAPI validates it."""
         raw = request.args.get(name)
         if raw is None:
             return default
@@ -153,6 +157,7 @@ class Problems:
         return value
 
     def query_bool(self, name: str, default: bool | None) -> bool | None:
+        """A boolean query parameter, with the spellings FastAPI accepts."""
         raw = request.args.get(name)
         if raw is None:
             return default
@@ -218,6 +223,7 @@ class Problems:
             return default
 
     def choice(self, data: dict[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
+        """A value among an enum's, as pydantic validates it."""
         value = data.get(name, default)
         if value not in choices:
             listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
@@ -226,6 +232,7 @@ class Problems:
         return str(value)
 
     def datetime_field(self, data: dict[str, Any], name: str) -> datetime | None:
+        """A date-time field as pydantic parses it (ISO 8601, or a date)."""
         value = data.get(name)
         if value is None:
             return None

@@ -44,6 +44,8 @@ class Fault:
 
 @dataclass
 class FakeApp:
+    """An app as OMI stores it: its URLs, key, signing secret, triggers, capabilities and chat tools."""
+
     app_id: str
     name: str
     app_home_url: str | None
@@ -97,15 +99,18 @@ class CircuitBreaker:
     open_until: float = 0.0
 
     def allows(self, now: float) -> bool:
+        """Whether OMI would call the endpoint now (the breaker is closed, or its 30 s are over)."""
         return now >= self.open_until
 
     def record(self, success: bool, now: float) -> None:
+        """Count one call's outcome: 5 failures in a row open the breaker."""
         self.in_a_row = 0 if success else self.in_a_row + 1
         if self.in_a_row >= self.failures:
             self.open_until, self.in_a_row = now + self.seconds, 0
 
 
 def utc_iso(ts: float) -> str:
+    """A timestamp as OMI writes it: ISO 8601 in UTC."""
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 

@@ -35,6 +35,7 @@ def iso_z(value: Any) -> Any:
 
 
 def without_nulls(value: Any) -> Any:
+    """A dict without its None values, as OMI's serialiser leaves them out."""
     if isinstance(value, dict):
         return {k: without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
@@ -47,6 +48,7 @@ def _dates_as_z(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def conversation_item(conversation: dict[str, Any], max_segments: int) -> dict[str, Any]:
+    """A stored conversation as OMI's API returns it."""
     item = {k: conversation.get(k) for k in CONVERSATION_FIELDS}
     segments = [{k: s.get(k) for k in SEGMENT_FIELDS} for s in conversation.get("transcript_segments") or []]
     item["transcript_segments"] = segments if max_segments < 0 else segments[:max_segments]
@@ -54,9 +56,11 @@ def conversation_item(conversation: dict[str, Any], max_segments: int) -> dict[s
 
 
 def memory_item(uid: str, memory: dict[str, Any]) -> dict[str, Any]:
+    """A stored memory as OMI's API returns it."""
     item = {"uid": uid, "updated_at": memory.get("created_at"), **memory}
     return without_nulls(_dates_as_z(item))  # type: ignore[no-any-return]
 
 
 def task_item(task: dict[str, Any]) -> dict[str, Any]:
+    """A stored task as OMI's API returns it."""
     return without_nulls(_dates_as_z({k: task.get(k) for k in TASK_FIELDS}))  # type: ignore[no-any-return]
