@@ -115,35 +115,30 @@ def _api_base(config: Any) -> list[Finding]:
     return []
 
 
+#: Settings past whose bound a value is a mistake rather than a choice: (key, bound, what it costs).
+_BOUNDS = (
+    ("OMI_SIGNATURE_TOLERANCE", MAX_TOLERANCE, "a captured webhook or tool call stays usable that long"),
+    (
+        "OMI_WEBHOOK_TASK_TIME_LIMIT",
+        MAX_TASK_TIME_LIMIT,
+        "a stuck handler holds its claim and a worker that long",
+    ),
+    (
+        "OMI_WEBHOOK_TASK_RETRIES",
+        MAX_TASK_RETRIES,
+        "with backoff doubling, a failing handler is retried for ages",
+    ),
+)
+
+
 def _limits(config: Any) -> list[Finding]:
     found: list[Finding] = []
-    tolerance = config.get("OMI_SIGNATURE_TOLERANCE", DEFAULTS["OMI_SIGNATURE_TOLERANCE"])
-    if tolerance > MAX_TOLERANCE:
-        found.append(
-            Finding(
-                True,
-                f"OMI_SIGNATURE_TOLERANCE is {tolerance} s: a captured webhook or tool call stays usable "
-                f"that long. Keep it at most {MAX_TOLERANCE} s (default 300).",
+    for key, bound, cost in _BOUNDS:
+        value = config.get(key, DEFAULTS[key])
+        if value > bound:
+            found.append(
+                Finding(True, f"{key} is {value}: {cost}. Keep it at most {bound} (default {DEFAULTS[key]}).")
             )
-        )
-    limit = config.get("OMI_WEBHOOK_TASK_TIME_LIMIT", DEFAULTS["OMI_WEBHOOK_TASK_TIME_LIMIT"])
-    if limit > MAX_TASK_TIME_LIMIT:
-        found.append(
-            Finding(
-                True,
-                f"OMI_WEBHOOK_TASK_TIME_LIMIT is {limit} s: a stuck handler holds its delivery's claim "
-                f"and a worker that long. Keep it at most {MAX_TASK_TIME_LIMIT} s (default 300).",
-            )
-        )
-    retries = config.get("OMI_WEBHOOK_TASK_RETRIES", DEFAULTS["OMI_WEBHOOK_TASK_RETRIES"])
-    if retries > MAX_TASK_RETRIES:
-        found.append(
-            Finding(
-                True,
-                f"OMI_WEBHOOK_TASK_RETRIES is {retries}: with backoff doubling each time, a failing "
-                f"handler would be retried for ages. Keep it at most {MAX_TASK_RETRIES} (default 5).",
-            )
-        )
     for key in ("OMI_WEBHOOK_MAX_BYTES", "OMI_TOOLS_MAX_BYTES", "OMI_API_MAX_RESPONSE_BYTES"):
         if config.get(key, DEFAULTS[key]) > MAX_BODY_BYTES:
             found.append(

@@ -67,16 +67,22 @@ def handled(counter: redis.Redis) -> dict[str, int]:
 
 
 # -- 1. several workers --------------------------------------------------------------------------------
+def under_four_workers(redis_url: str, store: str) -> tuple[list[requests.Response], redis.Redis]:
+    """The deliveries sent to the counting app under gunicorn -w 4, its webhook store set as
+    ``store`` says (``default``: nothing set; ``omi_store``: OMI_STORE only); and the counter."""
+    counter = redis.from_url(redis_url)
+    counter.flushdb()
+    env = {"TEST_SECRET_KEY": "s" * 40, "TEST_REDIS_URL": redis_url, "TEST_WEBHOOKS": "1",
+           "TEST_WEBHOOK_STORE": store, "TEST_SESSIONS": "cookie"}  # fmt: skip
+    with gunicorn(env, workers=4) as server:
+        return deliver_each_three_times(server.url), counter
+
+
 def test_the_defaults_under_four_workers_refuse_loudly_and_name_omi_store(redis_url: str) -> None:
     """Before, 50 deliveries sent 3 times each ran their handlers 89 to 150 times under gunicorn
     -w 4 with the in-process defaults, without a word. Now every such request is refused with 500
     (which OMI retries) naming the one setting, and no handler runs twice: none runs at all."""
-    counter = redis.from_url(redis_url)
-    counter.flushdb()
-    env = {"TEST_SECRET_KEY": "s" * 40, "TEST_REDIS_URL": redis_url, "TEST_WEBHOOKS": "1",
-           "TEST_WEBHOOK_STORE": "default", "TEST_SESSIONS": "cookie"}  # fmt: skip
-    with gunicorn(env, workers=4) as server:
-        answers = deliver_each_three_times(server.url)
+    answers, counter = under_four_workers(redis_url, "default")
     assert len(answers) == DELIVERIES * ATTEMPTS
     assert {a.status_code for a in answers} == {500}
     assert all(a.json()["error"] == "store_not_shared" and "OMI_STORE" in a.text for a in answers)
@@ -84,12 +90,7 @@ def test_the_defaults_under_four_workers_refuse_loudly_and_name_omi_store(redis_
 
 
 def test_with_omi_store_alone_each_delivery_runs_once_under_four_workers(redis_url: str) -> None:
-    counter = redis.from_url(redis_url)
-    counter.flushdb()
-    env = {"TEST_SECRET_KEY": "s" * 40, "TEST_REDIS_URL": redis_url, "TEST_WEBHOOKS": "1",
-           "TEST_WEBHOOK_STORE": "omi_store", "TEST_SESSIONS": "cookie"}  # fmt: skip
-    with gunicorn(env, workers=4) as server:
-        answers = deliver_each_three_times(server.url)
+    answers, counter = under_four_workers(redis_url, "omi_store")
     assert {a.status_code for a in answers} <= {200, 425}
     runs = handled(counter)
     assert len(runs) == DELIVERIES and set(runs.values()) == {1}
@@ -136,12 +137,11 @@ def signed_conversation(client: Any, key: str, timestamp_offset: int = 0) -> Any
 # -- 3. Redis blips ----------------------------------------------------------------------------------
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    """A redis-server of this test's own, which it may stop."""
+    from ..background.processes import redis_server
+
+    with redis_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_redis_stall_shorter_than_the_budget_refuses_no_honest_sign_in(own_redis: RedisServer) -> None:
