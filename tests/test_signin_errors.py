@@ -27,7 +27,7 @@ def failures(app: Flask) -> list[str]:
     omi_login_failed.disconnect(record, app)
 
 
-def assert_refused(client: FlaskClient, url: str, code: str, **headers: str) -> None:
+def assert_callback_refused(client: FlaskClient, url: str, code: str, **headers: str) -> None:
     response = client.get(url, headers=headers)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.headers["Cache-Control"] == "no-store"
@@ -57,7 +57,7 @@ def assert_refused(client: FlaskClient, url: str, code: str, **headers: str) -> 
 )
 def test_bad_state(client: FlaskClient, failures: list[str], query: str, code: str, accept: str) -> None:
     start_login(client)
-    assert_refused(client, f"/omi/callback?{query}", code, Accept=accept)
+    assert_callback_refused(client, f"/omi/callback?{query}", code, Accept=accept)
     assert failures == [code]
 
 
@@ -65,7 +65,7 @@ def test_state_from_another_browser(app: Flask, failures: list[str]) -> None:
     attacker, victim = app.test_client(), app.test_client()
     state = start_login(attacker)
     start_login(victim)
-    assert_refused(victim, f"/omi/callback?uid=attacker&state={state}", "state_mismatch")
+    assert_callback_refused(victim, f"/omi/callback?uid=attacker&state={state}", "state_mismatch")
     assert failures == ["state_mismatch"]
 
 
@@ -73,14 +73,14 @@ def test_replayed_state(client: FlaskClient, failures: list[str]) -> None:
     state = start_login(client)
     assert client.get(f"/omi/callback?uid=u1&state={state}").status_code == 302
     client.post("/omi/logout")
-    assert_refused(client, f"/omi/callback?uid=u1&state={state}", "state_reused")
+    assert_callback_refused(client, f"/omi/callback?uid=u1&state={state}", "state_reused")
     assert failures == ["state_reused"]
 
 
 def test_state_is_consumed_even_when_the_uid_is_bad(client: FlaskClient, failures: list[str]) -> None:
     state = start_login(client)
-    assert_refused(client, f"/omi/callback?uid=&state={state}", "uid_missing")
-    assert_refused(client, f"/omi/callback?uid=u1&state={state}", "state_reused")
+    assert_callback_refused(client, f"/omi/callback?uid=&state={state}", "uid_missing")
+    assert_callback_refused(client, f"/omi/callback?uid=u1&state={state}", "state_reused")
     assert failures == ["uid_missing", "state_reused"]
 
 
@@ -89,15 +89,15 @@ def test_expired(client: FlaskClient, clock: Clock, failures: list[str]) -> None
     clock.now += 600
     later = start_login(client)
     clock.now += 1
-    assert_refused(client, f"/omi/callback?uid=u1&state={state}", "state_expired")
+    assert_callback_refused(client, f"/omi/callback?uid=u1&state={state}", "state_expired")
     assert client.get(f"/omi/callback?uid=u1&state={later}").status_code == 302
     assert failures == ["state_expired"]
 
 
 def test_repeated_parameters_are_tampering(client: FlaskClient, failures: list[str]) -> None:
     state = start_login(client)
-    assert_refused(client, f"/omi/callback?uid=u1&state={state}&state={state}", "state_mismatch")
-    assert_refused(client, f"/omi/callback?uid=u1&uid=u2&state={start_login(client)}", "uid_invalid")
+    assert_callback_refused(client, f"/omi/callback?uid=u1&state={state}&state={state}", "state_mismatch")
+    assert_callback_refused(client, f"/omi/callback?uid=u1&uid=u2&state={start_login(client)}", "uid_invalid")
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_uid_verifier_rejects(bp: OmiBlueprint) -> None:
 
     app = make_app(bp)
     client = app.test_client()
-    assert_refused(client, f"/omi/callback?uid=stranger&state={start_login(client)}", "uid_rejected")
+    assert_callback_refused(client, f"/omi/callback?uid=stranger&state={start_login(client)}", "uid_rejected")
     assert client.get(f"/omi/callback?uid=known&state={start_login(client)}").status_code == 302
     assert seen == ["stranger", "known"]
 
@@ -153,7 +153,7 @@ def test_async_uid_verifier(bp: OmiBlueprint) -> None:
         return False
 
     client = make_app(bp).test_client()
-    assert_refused(client, f"/omi/callback?uid=u1&state={start_login(client)}", "uid_rejected")
+    assert_callback_refused(client, f"/omi/callback?uid=u1&state={start_login(client)}", "uid_rejected")
 
 
 def test_refusals_are_logged_without_the_state(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:

@@ -17,12 +17,12 @@ from .helpers import verifying_app as shared_verifying_app
 
 
 @pytest.fixture
-def verifying_app(fake_omi: FakeOmi) -> Flask:
+def app_with_one_enabled_user(fake_omi: FakeOmi) -> Flask:
     return shared_verifying_app(fake_omi, enabled=("enabled_user",), api_timeout=0.5)
 
 
-def test_enabled_uid_signs_in_and_others_are_rejected(verifying_app: Flask) -> None:
-    client = verifying_app.test_client()
+def test_enabled_uid_signs_in_and_others_are_rejected(app_with_one_enabled_user: Flask) -> None:
+    client = app_with_one_enabled_user.test_client()
     refused = client.get(f"/omi/callback?uid=stranger&state={start_login(client)}")
     assert refused.status_code == 400 and ">uid_rejected<" in refused.get_data(as_text=True)
     ok = client.get(f"/omi/callback?uid=enabled_user&state={start_login(client)}")
@@ -41,10 +41,13 @@ def test_enabled_uid_signs_in_and_others_are_rejected(verifying_app: Flask) -> N
     ],
 )
 def test_omi_unreachable_fails_closed(
-    verifying_app: Flask, fake_omi: object, fault: dict[str, object], caplog: pytest.LogCaptureFixture
+    app_with_one_enabled_user: Flask,
+    fake_omi: object,
+    fault: dict[str, object],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_omi.inject_fault("/memories", **fault)  # type: ignore[attr-defined]
-    client = verifying_app.test_client()
+    client = app_with_one_enabled_user.test_client()
     with caplog.at_level(logging.ERROR, logger="flask_omi"):
         response = client.get(f"/omi/callback?uid=enabled_user&state={start_login(client)}")
     assert response.status_code == 503
@@ -77,11 +80,11 @@ def test_verify_needs_an_api_key() -> None:
         make_app(OmiBlueprint(), OMI_VERIFY_UID=True)
 
 
-def test_omi_client_is_built_once_per_app_from_config(verifying_app: Flask) -> None:
+def test_omi_client_is_built_once_per_app_from_config(app_with_one_enabled_user: Flask) -> None:
     seen = []
 
     def grab() -> None:
-        with verifying_app.app_context():
+        with app_with_one_enabled_user.app_context():
             seen.append(omi_client())
 
     threads = [threading.Thread(target=grab) for _ in range(8)]
@@ -90,7 +93,7 @@ def test_omi_client_is_built_once_per_app_from_config(verifying_app: Flask) -> N
     for t in threads:
         t.join(timeout=10)
     assert len(seen) == 8 and len({id(c) for c in seen}) == 1
-    with verifying_app.app_context():
+    with app_with_one_enabled_user.app_context():
         client = omi_client()
         assert client.app_id == "01TESTAPP"
         assert client.is_app_enabled("enabled_user")

@@ -33,7 +33,7 @@ def fake(fake_omi: FakeOmi) -> FakeOmi:
     return fake_omi
 
 
-def verifying_app(fake: FakeOmi, base_url: str | None = None) -> Flask:
+def app_verifying_within_the_timeout(fake: FakeOmi, base_url: str | None = None) -> Flask:
     return shared_verifying_app(fake, base_url=base_url, verify_timeout=VERIFY_TIMEOUT)
 
 
@@ -53,7 +53,7 @@ def assert_fails_closed_in_time(app: Flask) -> None:
 
 @pytest.mark.parametrize(("name", "fault"), FAULTS, ids=[f[0] for f in FAULTS])
 def test_uid_verification_under_faults(fake: FakeOmi, name: str, fault: dict[str, Any]) -> None:
-    app = verifying_app(fake)
+    app = app_verifying_within_the_timeout(fake)
     fake.inject_fault("/memories", **fault)
     assert_fails_closed_in_time(app)
 
@@ -61,11 +61,11 @@ def test_uid_verification_under_faults(fake: FakeOmi, name: str, fault: dict[str
 def test_uid_verification_with_omi_down(fake: FakeOmi) -> None:
     with FakeOmi() as gone:
         dead = gone.url
-    assert_fails_closed_in_time(verifying_app(fake, base_url=dead))
+    assert_fails_closed_in_time(app_verifying_within_the_timeout(fake, base_url=dead))
 
 
 def test_verification_recovers_when_omi_does(fake: FakeOmi) -> None:
-    app = verifying_app(fake)
+    app = app_verifying_within_the_timeout(fake)
     fake.inject_fault("/memories", status=503, body="{}", times=1)  # one blip: retried within the deadline
     client = app.test_client()
     assert client.get(f"/omi/callback?uid=u1&state={start_login(client)}").status_code == 302

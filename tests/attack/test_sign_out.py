@@ -55,7 +55,7 @@ def bridged_app(**config: Any) -> Flask:
     return app
 
 
-def sign_in(client: FlaskClient, uid: str = "u1") -> None:
+def sign_in_with_a_cart(client: FlaskClient, uid: str = "u1") -> None:
     """Sign in, then put a book in the cart: something of the app's own in the session."""
     shared_sign_in(client, uid)
     client.post("/cart")
@@ -63,7 +63,7 @@ def sign_in(client: FlaskClient, uid: str = "u1") -> None:
 
 def test_after_sign_out_neither_is_signed_in_and_the_session_is_empty() -> None:
     client = bridged_app().test_client()
-    sign_in(client)
+    sign_in_with_a_cart(client)
     assert client.get("/both").get_json() == {"omi": "u1", "flask_login": "u1", "cart": ["book"]}
     assert client.get_cookie("remember_token") is not None
     assert client.post("/omi/logout").status_code == 302
@@ -75,7 +75,7 @@ def test_after_sign_out_neither_is_signed_in_and_the_session_is_empty() -> None:
 
 def test_clearing_can_be_turned_off() -> None:
     client = bridged_app(OMI_LOGOUT_CLEAR_SESSION=False).test_client()
-    sign_in(client)
+    sign_in_with_a_cart(client)
     client.post("/omi/logout")
     assert client.get("/both").get_json() == {"omi": None, "flask_login": None, "cart": ["book"]}
 
@@ -84,7 +84,7 @@ def test_a_cookie_session_copied_before_sign_out_still_works() -> None:
     """The documented limit of cookie sessions: sign-out cannot reach a copy of the cookie."""
     app = bridged_app()
     client = app.test_client()
-    sign_in(client)
+    sign_in_with_a_cart(client)
     copied = client.get_cookie("session")
     assert copied is not None
     client.post("/omi/logout")
@@ -100,7 +100,7 @@ def test_with_server_side_sessions_sign_out_gives_a_new_id_and_the_old_one_is_de
     app = bridged_app(SESSION_TYPE="redis", SESSION_REDIS=redis.from_url(redis_url), SESSION_PERMANENT=False)
     Session(app)
     client = app.test_client()
-    sign_in(client)
+    sign_in_with_a_cart(client)
     before = client.get_cookie("session")
     assert before is not None
     client.post("/omi/logout")

@@ -1,4 +1,4 @@
-"""What the third review broke, each as the attack it tried: remember-me surviving sign-out and
+"""Hardening found by an outside review, each as the attack it tried: remember-me surviving sign-out and
 user switching, a full state registry locking everyone out, a second blueprint silently taking
 over, signatures over bytes the view reads differently, host-built links and missing headers."""
 
