@@ -60,8 +60,9 @@ def create() -> Flask:
         time.sleep(float(event.raw.get("work_seconds", 0)))
         if counts.hincrby("fails", key, 1) <= int(event.raw.get("fail_times", 0)):
             raise RuntimeError("failing on purpose")
-        counts.hincrby("runs", key, 1)
+        # "runs" last: once a test sees the run counted, the handler touches Redis no more.
         counts.hset("ran_on", key, _worker_name())
+        counts.hincrby("runs", key, 1)
         # Work after the run is counted: the test loses Redis, then lets the handler return.
         release = event.raw.get("return_when_file_exists")
         for _ in range(600 if release else 0):  # bounded: 60 s
