@@ -10,7 +10,7 @@ pending sign-in confirmation and its budgets. Two backends, side by side:
   failure policy, chosen by the caller (``when_full``);
 - :class:`RedisStore`: every instance; each claim is one script on the server (one round trip).
 
-Which store a setting names, and the names of 0.2, are :mod:`flask_omi.stores`'s. Framework-neutral.
+Which store a setting names is :mod:`flask_omi.stores`'s. Framework-neutral.
 """
 
 from __future__ import annotations

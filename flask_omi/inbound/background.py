@@ -306,14 +306,15 @@ def _finish(
         return
     ttl = int(app.config["OMI_WEBHOOK_DEDUP_TTL"])
     deadline = begun + lease - 1
-    wait = 0.2
+    wait, first_failure = 0.2, True
     while True:  # bounded by the lease
         try:
             store.finish(run_key, ttl)
             return
         except Exception as error:
             left = deadline - time.monotonic()
-            if wait == 0.2:  # the first failure: said once, then tried again quietly
+            if first_failure:  # said once, then tried again quietly
+                first_failure = False
                 logger.warning(
                     "OMI %s webhook (background): 'done' not recorded yet (%s); trying again for %d s",
                     message["kind"],
